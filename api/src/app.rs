@@ -1,0 +1,129 @@
+//! Builds the application from settings: secrets, database, bus, services, schema.
+
+use anyhow::Context as _;
+use domain::auth::PasswordHasher;
+use domain::clock::{SharedClock, SystemClock};
+use domain::events::{MemoryBus, SharedBus};
+use domain::secrets::Secrets;
+use domain::settings::{Mode, Settings};
+use domain::{Policy, Services, db};
+use schema::{CareslotSchema, SchemaOptions};
+use std::sync::Arc;
+
+/// Choices tests make differently from production.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// The clock; the system clock in production.
+    pub clock: SharedClock,
+    /// Cheap password hashing (tests only).
+    pub fast_password_hashing: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            fast_password_hashing: false,
+        }
+    }
+}
+
+/// Everything a running API instance holds.
+#[derive(Clone)]
+pub struct App {
+    /// The settings it was built from.
+    pub settings: Arc<Settings>,
+    /// Domain services.
+    pub services: Services,
+    /// The executable schema.
+    pub schema: CareslotSchema,
+    /// Lines for the start-up log: which defaults were taken, which secrets made.
+    pub notes: Vec<String>,
+}
+
+impl App {
+    /// Builds the application: resolves secrets, connects and (unless disabled)
+    /// migrates the database, creates the bootstrap admin.
+    pub async fn build(settings: Settings, options: AppOptions) -> anyhow::Result<Self> {
+        let secrets = Secrets::resolve(&settings)?;
+        let mut notes = secrets.notes.clone();
+        let db = db::connect_settings(&settings).await.with_context(|| {
+            format!(
+                "cannot open the database (DATABASE_URL) {}",
+                redact(&settings.database_url)
+            )
+        })?;
+        if settings.migrate_on_start {
+            db::migrate(&db).await.context("migrations failed")?;
+        }
+        let bus: SharedBus = Arc::new(MemoryBus::default());
+        let passwords = if options.fast_password_hashing {
+            PasswordHasher::fast_for_tests()
+        } else {
+            PasswordHasher::new()
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let services = Services {
+            db,
+            clock: options.clock,
+            keyring: secrets.keyring,
+            tokens: secrets.tokens,
+            passwords,
+            bus,
+            policy: Policy::from_settings(&settings),
+        };
+        if let (Some(email), Some(password)) = (&settings.bootstrap_admin_email, &settings.bootstrap_admin_password) {
+            let created = services
+                .ensure_bootstrap_admin(email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("CARESLOT_BOOTSTRAP_ADMIN_EMAIL: {e}"))?;
+            if created {
+                notes.push(format!("created the bootstrap ADMIN {email}"));
+            }
+        }
+        let schema = schema::build(
+            services.clone(),
+            SchemaOptions {
+                max_depth: settings.graphql_max_depth,
+                max_complexity: settings.graphql_max_complexity,
+                introspection: settings.mode != Mode::Production,
+            },
+        );
+        if settings.database_is_default {
+            notes.push(format!(
+                "DATABASE_URL not set: embedded SQLite at {}",
+                settings.database_url
+            ));
+        }
+        if settings.redis_url.is_none() {
+            notes.push("REDIS_URL not set: in-process event bus (one instance only)".into());
+        }
+        Ok(Self {
+            settings: Arc::new(settings),
+            services,
+            schema,
+            notes,
+        })
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+}

@@ -1,0 +1,24 @@
+//! Liveness and readiness probes.
+
+use crate::app::App;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database (and the bus, when it is Redis) answer.
+pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
+    let database = domain::db::ping(&app.services.db).await;
+    let bus = app.services.bus.healthy().await;
+    let status = if database && bus {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "database": database, "bus": bus })))
+}

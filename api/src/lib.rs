@@ -1,0 +1,8 @@
+//! careslot-api: wiring of settings, telemetry, services and the axum router.
+//! `main.rs` is only the command line; tests build the same [`app::App`].
+
+pub mod app;
+mod caller;
+mod health;
+pub mod http;
+pub mod telemetry;

@@ -1,0 +1,102 @@
+//! `careslot-api`: the GraphQL server.
+//!
+//! - `careslot-api` (or `careslot-api serve`): run the server.
+//! - `careslot-api migrate`: apply migrations and exit (takes PostgreSQL's
+//!   migration lock, so replicas and jobs never race).
+
+use anyhow::Context as _;
+use api::app::{App, AppOptions};
+use domain::settings::Settings;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: careslot-api [serve | migrate]\n\nSettings come from the environment (see README.md).";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    if matches!(command.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("careslot-api: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    api::telemetry::init(settings.log_format);
+    let result = match command.as_str() {
+        "serve" => serve(settings).await,
+        "migrate" => migrate(settings).await,
+        other => {
+            eprintln!("careslot-api: unknown command {other:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("careslot-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = domain::db::connect_settings(&settings).await?;
+    domain::db::migrate(&db).await.context("migrations failed")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listen = settings.listen;
+    let app = App::build(settings, AppOptions::default()).await?;
+    for note in &app.notes {
+        tracing::info!("{note}");
+    }
+    if !app.settings.defaulted.is_empty() {
+        tracing::info!(defaults = ?app.settings.defaulted, "settings left at their defaults");
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (CARESLOT_LISTEN)"))?;
+    let router = api::http::router(app.clone());
+    tracing::info!("Careslot listening on http://{listen}");
+    if app.settings.mode == domain::settings::Mode::Development {
+        tracing::info!("GraphiQL at http://{listen}/graphql");
+    }
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C: stop accepting, finish what is in flight.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: draining");
+}

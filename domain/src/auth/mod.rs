@@ -1,0 +1,12 @@
+//! Authentication and authorization: passwords, tokens, roles, the acting user.
+
+mod actor;
+mod password;
+mod service;
+mod tokens;
+
+pub use actor::{Actor, Role};
+pub use password::{PasswordHasher, validate_new_password};
+pub(crate) use service::NewUser;
+pub use service::{AuthSession, User};
+pub use tokens::{AccessClaims, TokenKeys};

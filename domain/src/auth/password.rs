@@ -1,0 +1,128 @@
+//! Password hashing (Argon2id) and the policy for new passwords.
+
+use crate::error::{ServiceError, ServiceResult};
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+
+/// Hashes and verifies passwords off the async runtime (Argon2 is deliberately slow).
+#[derive(Clone, Debug)]
+pub struct PasswordHasher {
+    params: Params,
+    /// A hash of a random password, verified against when the email is unknown so
+    /// that an unknown email and a wrong password take the same time.
+    dummy_hash: Arc<String>,
+}
+
+impl PasswordHasher {
+    /// OWASP's recommended Argon2id parameters (19 MiB, 2 passes).
+    pub fn new() -> ServiceResult<Self> {
+        Self::with_params(Params::new(19 * 1024, 2, 1, None).map_err(anyhow_err)?)
+    }
+
+    /// Cheap parameters, for tests only: hashing costs little there.
+    pub fn fast_for_tests() -> ServiceResult<Self> {
+        Self::with_params(Params::new(256, 1, 1, None).map_err(anyhow_err)?)
+    }
+
+    fn with_params(params: Params) -> ServiceResult<Self> {
+        let dummy = hash_with(&params, &uuid::Uuid::new_v4().to_string())?;
+        Ok(Self {
+            params,
+            dummy_hash: Arc::new(dummy),
+        })
+    }
+
+    /// Hashes `password` into a PHC string.
+    pub async fn hash(&self, password: &str) -> ServiceResult<String> {
+        let params = self.params.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_with(&params, &password))
+            .await
+            .map_err(ServiceError::internal)?
+    }
+
+    /// True when `password` matches `hash`; with `None` it verifies against a dummy
+    /// hash and answers false, taking the same time.
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> ServiceResult<bool> {
+        let known = hash.is_some();
+        let hash = hash.map_or_else(|| self.dummy_hash.as_str().to_owned(), str::to_owned);
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(anyhow_err)?;
+            Ok::<_, ServiceError>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(ServiceError::internal)??;
+        Ok(known && ok)
+    }
+}
+
+fn hash_with(params: &Params, password: &str) -> ServiceResult<String> {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(anyhow_err)
+}
+
+fn anyhow_err(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::internal(anyhow::anyhow!("argon2: {e}"))
+}
+
+/// The policy for a new password: 12 to 128 characters, not all one character,
+/// not a well-known weak password.
+pub fn validate_new_password(field: &str, password: &str) -> ServiceResult<()> {
+    const WEAK: &[&str] = &[
+        "password", "123456", "qwerty", "letmein", "welcome", "admin", "careslot", "iloveyou",
+    ];
+    let count = password.chars().count();
+    if count < 12 {
+        return Err(ServiceError::bad_input(
+            field,
+            "password must be at least 12 characters",
+        ));
+    }
+    if count > 128 {
+        return Err(ServiceError::bad_input(
+            field,
+            "password must be at most 128 characters",
+        ));
+    }
+    let lower = password.to_lowercase();
+    let first = lower.chars().next();
+    if lower.chars().all(|c| Some(c) == first) || WEAK.iter().any(|w| lower.starts_with(w) && lower.len() < w.len() + 6)
+    {
+        return Err(ServiceError::bad_input(field, "password is too easy to guess"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_verifies_and_rejects() {
+        let hasher = PasswordHasher::fast_for_tests().expect("hasher");
+        let hash = hasher.hash("correct horse battery").await.expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(
+            hasher
+                .verify("correct horse battery", Some(&hash))
+                .await
+                .expect("verify")
+        );
+        assert!(!hasher.verify("wrong horse battery", Some(&hash)).await.expect("verify"));
+        assert!(!hasher.verify("correct horse battery", None).await.expect("verify"));
+    }
+
+    #[test]
+    fn policy() {
+        assert!(validate_new_password("p", "short").is_err());
+        assert!(validate_new_password("p", "aaaaaaaaaaaaaaa").is_err());
+        assert!(validate_new_password("p", "password1234").is_err());
+        assert!(validate_new_password("p", &"x1".repeat(70)).is_err());
+        assert!(validate_new_password("p", "correct horse battery").is_ok());
+    }
+}

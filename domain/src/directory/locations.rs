@@ -1,0 +1,72 @@
+//! Locations: where care happens, each in its own IANA time zone.
+
+use crate::auth::Role;
+use crate::error::ServiceResult;
+use crate::ids::LocationId;
+use crate::services::{Caller, Services};
+use crate::validate;
+use entity::location;
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryOrder};
+
+/// A location as shown to clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Id.
+    pub id: LocationId,
+    /// Name.
+    pub name: String,
+    /// IANA time zone.
+    pub time_zone: String,
+}
+
+impl From<location::Model> for Location {
+    fn from(row: location::Model) -> Self {
+        Self {
+            id: row.id.into(),
+            name: row.name,
+            time_zone: row.time_zone,
+        }
+    }
+}
+
+/// Input of `createLocation`.
+#[derive(Clone, Debug)]
+pub struct NewLocation {
+    /// Name.
+    pub name: String,
+    /// IANA time zone.
+    pub time_zone: String,
+}
+
+impl Services {
+    /// Creates a location (ADMIN).
+    pub async fn create_location(&self, caller: &Caller, input: NewLocation) -> ServiceResult<Location> {
+        caller.actor()?.require(&[Role::Admin])?;
+        let name = validate::name("input.name", &input.name, 200)?;
+        let zone = validate::time_zone("input.timeZone", &input.time_zone)?;
+        let row = location::Model {
+            id: LocationId::new().0,
+            name,
+            time_zone: zone.name().to_owned(),
+            cancel_notice_minutes: 1440,
+            created_at: self.clock.now(),
+        };
+        location::Entity::insert(row.clone().into_active_model().reset_all())
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(row.into())
+    }
+
+    /// Every location, by name (any signed-in caller).
+    pub async fn locations(&self, caller: &Caller) -> ServiceResult<Vec<Location>> {
+        caller.actor()?;
+        Ok(location::Entity::find()
+            .order_by_asc(location::Column::Name)
+            .order_by_asc(location::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Location::from)
+            .collect())
+    }
+}

@@ -1,0 +1,89 @@
+//! The services a request or job works with: database, clock, keys, bus.
+//!
+//! Each domain module adds its operations to [`Services`] in its own `impl` block.
+
+use crate::auth::Actor;
+use crate::auth::{PasswordHasher, TokenKeys};
+use crate::clock::SharedClock;
+use crate::error::ServiceResult;
+use crate::events::SharedBus;
+use crate::phi::{AuditRecord, Keyring, RequestMeta, write_audit};
+use crate::settings::Settings;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+/// Tunables of the domain rules, taken from [`Settings`].
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// How long a hold lasts.
+    pub hold_ttl: chrono::Duration,
+    /// How long a refresh token lives.
+    pub refresh_ttl: chrono::Duration,
+    /// The longest `availableSlots` range.
+    pub max_slot_range: chrono::Duration,
+}
+
+impl Policy {
+    /// The policy the settings describe.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            hold_ttl: chrono::Duration::seconds(settings.hold_ttl_seconds),
+            refresh_ttl: chrono::Duration::days(settings.refresh_token_ttl_days),
+            max_slot_range: chrono::Duration::days(settings.max_slot_range_days),
+        }
+    }
+}
+
+/// Everything a domain operation needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// The clock.
+    pub clock: SharedClock,
+    /// PHI keys.
+    pub keyring: Keyring,
+    /// Access-token keys.
+    pub tokens: TokenKeys,
+    /// Password hashing.
+    pub passwords: PasswordHasher,
+    /// The event bus.
+    pub bus: SharedBus,
+    /// Rule tunables.
+    pub policy: Policy,
+}
+
+/// Who is calling and from where: what every service operation receives.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The authenticated user, if any.
+    pub actor: Option<Actor>,
+    /// Request origin, for the audit trail.
+    pub meta: RequestMeta,
+    /// Why presented credentials were refused (expired, tampered), so that an
+    /// operation needing a user can say so instead of "authentication required".
+    pub credential_error: Option<&'static str>,
+}
+
+impl Caller {
+    /// An authenticated caller with no request metadata (jobs, tools, tests).
+    pub fn system(actor: Actor) -> Self {
+        Self {
+            actor: Some(actor),
+            ..Self::default()
+        }
+    }
+
+    /// The actor, or `UNAUTHENTICATED`.
+    pub fn actor(&self) -> ServiceResult<&Actor> {
+        self.actor.as_ref().ok_or(crate::ServiceError::Unauthenticated(
+            self.credential_error.unwrap_or("authentication required"),
+        ))
+    }
+}
+
+impl Services {
+    /// Appends an audit record for `caller` on `conn`.
+    pub async fn audit(&self, conn: &impl ConnectionTrait, caller: &Caller, record: AuditRecord) -> ServiceResult<()> {
+        write_audit(conn, self.clock.as_ref(), caller.actor.as_ref(), &caller.meta, record).await
+    }
+}

@@ -1,0 +1,379 @@
+//! Typed settings, loaded once at start: defaults, then an optional TOML file
+//! (`CARESLOT_CONFIG`), then the environment. Nothing deeper in the code reads
+//! the environment.
+//!
+//! A file uses the same names as the environment, lower-cased and without the
+//! `CARESLOT_` prefix (`listen = "0.0.0.0:8080"`, `database_url = "postgres://…"`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Development generates missing secrets; production refuses to start without them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Anything but `production`: GraphiQL and introspection on, secrets generated.
+    Development,
+    /// `CARESLOT_ENV=production`.
+    Production,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for ELK/Loki).
+    Json,
+}
+
+/// A setting that could not be used, named so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct SettingsError {
+    /// Environment name of the setting, e.g. `CARESLOT_LISTEN`.
+    pub setting: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SettingsError {
+    fn new(setting: &str, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every setting of a Careslot process (api and worker share one shape).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `CARESLOT_ENV`.
+    pub mode: Mode,
+    /// `CARESLOT_LISTEN`, default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `CARESLOT_DATA_DIR`, default `./data`: SQLite file, generated secrets, outbox.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`; the SQLite file under the data dir when absent.
+    pub database_url: String,
+    /// True when `DATABASE_URL` was not given and the embedded SQLite is used.
+    pub database_is_default: bool,
+    /// `CARESLOT_DB_MAX_CONNECTIONS`, default 16 (SQLite always uses one writer).
+    pub db_max_connections: u32,
+    /// `REDIS_URL`; the in-process bus when absent.
+    pub redis_url: Option<String>,
+    /// `CARESLOT_JWT_SECRET`, at least 32 bytes.
+    pub jwt_secret: Option<String>,
+    /// `CARESLOT_PHI_KEYS`: `keyid:base64,keyid:base64`; the last encrypts.
+    pub phi_keys: Option<String>,
+    /// `CARESLOT_PHI_INDEX_KEY`: base64 of 32 bytes, keys the blind indexes.
+    pub phi_index_key: Option<String>,
+    /// `CARESLOT_ACCESS_TOKEN_TTL_SECONDS`, default 900.
+    pub access_token_ttl_seconds: i64,
+    /// `CARESLOT_REFRESH_TOKEN_TTL_DAYS`, default 30.
+    pub refresh_token_ttl_days: i64,
+    /// `CARESLOT_BOOTSTRAP_ADMIN_EMAIL`.
+    pub bootstrap_admin_email: Option<String>,
+    /// `CARESLOT_BOOTSTRAP_ADMIN_PASSWORD`.
+    pub bootstrap_admin_password: Option<String>,
+    /// `CARESLOT_MIGRATE_ON_START`, default true.
+    pub migrate_on_start: bool,
+    /// `CARESLOT_LOG_FORMAT`: `json` or `text` (default).
+    pub log_format: LogFormat,
+    /// `CARESLOT_HOLD_TTL_SECONDS`, default 300.
+    pub hold_ttl_seconds: i64,
+    /// `CARESLOT_MAX_SLOT_RANGE_DAYS`, default 31.
+    pub max_slot_range_days: i64,
+    /// `CARESLOT_GRAPHQL_MAX_DEPTH`, default 12.
+    pub graphql_max_depth: usize,
+    /// `CARESLOT_GRAPHQL_MAX_COMPLEXITY`, default 2000.
+    pub graphql_max_complexity: usize,
+    /// `CARESLOT_SMTP_URL`; email is written to `data/outbox/` when absent.
+    pub smtp_url: Option<String>,
+    /// `TWILIO_ACCOUNT_SID`.
+    pub twilio_account_sid: Option<String>,
+    /// `TWILIO_AUTH_TOKEN`.
+    pub twilio_auth_token: Option<String>,
+    /// `TWILIO_FROM_NUMBER`.
+    pub twilio_from_number: Option<String>,
+    /// `CARESLOT_TWILIO_BASE_URL`, default `https://api.twilio.com`.
+    pub twilio_base_url: String,
+    /// Names of the settings that took their default, for the start-up log.
+    pub defaulted: Vec<&'static str>,
+}
+
+/// (file key, environment name) of every setting.
+const KEYS: &[(&str, &str)] = &[
+    ("env", "CARESLOT_ENV"),
+    ("listen", "CARESLOT_LISTEN"),
+    ("data_dir", "CARESLOT_DATA_DIR"),
+    ("database_url", "DATABASE_URL"),
+    ("db_max_connections", "CARESLOT_DB_MAX_CONNECTIONS"),
+    ("redis_url", "REDIS_URL"),
+    ("jwt_secret", "CARESLOT_JWT_SECRET"),
+    ("phi_keys", "CARESLOT_PHI_KEYS"),
+    ("phi_index_key", "CARESLOT_PHI_INDEX_KEY"),
+    ("access_token_ttl_seconds", "CARESLOT_ACCESS_TOKEN_TTL_SECONDS"),
+    ("refresh_token_ttl_days", "CARESLOT_REFRESH_TOKEN_TTL_DAYS"),
+    ("bootstrap_admin_email", "CARESLOT_BOOTSTRAP_ADMIN_EMAIL"),
+    ("bootstrap_admin_password", "CARESLOT_BOOTSTRAP_ADMIN_PASSWORD"),
+    ("migrate_on_start", "CARESLOT_MIGRATE_ON_START"),
+    ("log_format", "CARESLOT_LOG_FORMAT"),
+    ("hold_ttl_seconds", "CARESLOT_HOLD_TTL_SECONDS"),
+    ("max_slot_range_days", "CARESLOT_MAX_SLOT_RANGE_DAYS"),
+    ("graphql_max_depth", "CARESLOT_GRAPHQL_MAX_DEPTH"),
+    ("graphql_max_complexity", "CARESLOT_GRAPHQL_MAX_COMPLEXITY"),
+    ("smtp_url", "CARESLOT_SMTP_URL"),
+    ("twilio_account_sid", "TWILIO_ACCOUNT_SID"),
+    ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
+    ("twilio_from_number", "TWILIO_FROM_NUMBER"),
+    ("twilio_base_url", "CARESLOT_TWILIO_BASE_URL"),
+];
+
+/// The raw values, environment over file, with the names to report errors by.
+struct Raw {
+    values: HashMap<&'static str, String>,
+    defaulted: Vec<&'static str>,
+}
+
+impl Raw {
+    fn get(&mut self, env_name: &'static str) -> Option<String> {
+        let value = self.values.get(env_name).cloned();
+        if value.is_none() {
+            self.defaulted.push(env_name);
+        }
+        value
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, env_name: &'static str, default: T) -> Result<T, SettingsError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(env_name) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|e| SettingsError::new(env_name, format!("{text:?}: {e}"))),
+        }
+    }
+
+    fn positive(&mut self, env_name: &'static str, default: i64) -> Result<i64, SettingsError> {
+        let value: i64 = self.parse(env_name, default)?;
+        if value <= 0 {
+            return Err(SettingsError::new(env_name, "must be a positive number"));
+        }
+        Ok(value)
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment (and `CARESLOT_CONFIG`).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::load(&std::env::vars().collect())
+    }
+
+    /// Loads settings from the given environment map; `CARESLOT_CONFIG` in it names
+    /// an optional TOML file whose values the environment overrides.
+    pub fn load(env: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut values: HashMap<&'static str, String> = HashMap::new();
+        if let Some(path) = env.get("CARESLOT_CONFIG").filter(|p| !p.is_empty()) {
+            for (key, value) in read_file(path)? {
+                let Some((_, env_name)) = KEYS.iter().find(|(k, _)| *k == key) else {
+                    return Err(SettingsError::new(
+                        "CARESLOT_CONFIG",
+                        format!("{path}: unknown setting {key:?}"),
+                    ));
+                };
+                values.insert(env_name, value);
+            }
+        }
+        for (_, env_name) in KEYS {
+            if let Some(value) = env.get(*env_name).filter(|v| !v.is_empty()) {
+                values.insert(env_name, value.clone());
+            }
+        }
+        Self::from_raw(Raw {
+            values,
+            defaulted: Vec::new(),
+        })
+    }
+
+    fn from_raw(mut raw: Raw) -> Result<Self, SettingsError> {
+        let mode = match raw.get("CARESLOT_ENV").as_deref().map(str::trim) {
+            Some("production") => Mode::Production,
+            _ => Mode::Development,
+        };
+        let listen = raw.parse("CARESLOT_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+        let data_dir = PathBuf::from(raw.get("CARESLOT_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let (database_url, database_is_default) = match raw.get("DATABASE_URL") {
+            Some(url) => (url, false),
+            None => (
+                format!("sqlite://{}?mode=rwc", data_dir.join("careslot.db").display()),
+                true,
+            ),
+        };
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            return Err(SettingsError::new(
+                "DATABASE_URL",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+        let db_max_connections = raw.positive("CARESLOT_DB_MAX_CONNECTIONS", 16)? as u32;
+        let redis_url = raw.get("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(SettingsError::new("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+        let jwt_secret = raw.get("CARESLOT_JWT_SECRET");
+        if let Some(secret) = &jwt_secret
+            && secret.len() < 32
+        {
+            return Err(SettingsError::new("CARESLOT_JWT_SECRET", "must be at least 32 bytes"));
+        }
+        let phi_keys = raw.get("CARESLOT_PHI_KEYS");
+        if let Some(keys) = &phi_keys {
+            crate::phi::Keyring::parse_keys(keys).map_err(|e| SettingsError::new("CARESLOT_PHI_KEYS", e))?;
+        }
+        let phi_index_key = raw.get("CARESLOT_PHI_INDEX_KEY");
+        if let Some(key) = &phi_index_key {
+            crate::phi::decode_key(key).map_err(|e| SettingsError::new("CARESLOT_PHI_INDEX_KEY", e))?;
+        }
+        let log_format = match raw.get("CARESLOT_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(SettingsError::new(
+                    "CARESLOT_LOG_FORMAT",
+                    format!("{other:?}: expected json or text"),
+                ));
+            }
+        };
+        let settings = Settings {
+            mode,
+            listen,
+            data_dir,
+            database_url,
+            database_is_default,
+            db_max_connections,
+            redis_url,
+            jwt_secret,
+            phi_keys,
+            phi_index_key,
+            access_token_ttl_seconds: raw.positive("CARESLOT_ACCESS_TOKEN_TTL_SECONDS", 900)?,
+            refresh_token_ttl_days: raw.positive("CARESLOT_REFRESH_TOKEN_TTL_DAYS", 30)?,
+            bootstrap_admin_email: raw.get("CARESLOT_BOOTSTRAP_ADMIN_EMAIL"),
+            bootstrap_admin_password: raw.get("CARESLOT_BOOTSTRAP_ADMIN_PASSWORD"),
+            migrate_on_start: raw.parse("CARESLOT_MIGRATE_ON_START", true)?,
+            log_format,
+            hold_ttl_seconds: raw.positive("CARESLOT_HOLD_TTL_SECONDS", 300)?,
+            max_slot_range_days: raw.positive("CARESLOT_MAX_SLOT_RANGE_DAYS", 31)?,
+            graphql_max_depth: raw.positive("CARESLOT_GRAPHQL_MAX_DEPTH", 12)? as usize,
+            graphql_max_complexity: raw.positive("CARESLOT_GRAPHQL_MAX_COMPLEXITY", 2000)? as usize,
+            smtp_url: raw.get("CARESLOT_SMTP_URL"),
+            twilio_account_sid: raw.get("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token: raw.get("TWILIO_AUTH_TOKEN"),
+            twilio_from_number: raw.get("TWILIO_FROM_NUMBER"),
+            twilio_base_url: raw
+                .get("CARESLOT_TWILIO_BASE_URL")
+                .unwrap_or_else(|| "https://api.twilio.com".into()),
+            defaulted: Vec::new(),
+        };
+        if settings.bootstrap_admin_email.is_some() != settings.bootstrap_admin_password.is_some() {
+            return Err(SettingsError::new(
+                "CARESLOT_BOOTSTRAP_ADMIN_PASSWORD",
+                "CARESLOT_BOOTSTRAP_ADMIN_EMAIL and _PASSWORD go together",
+            ));
+        }
+        Ok(Settings {
+            defaulted: raw.defaulted,
+            ..settings
+        })
+    }
+
+    /// Settings for tests and tools: the defaults, with the given overrides.
+    pub fn for_tests(overrides: &[(&str, &str)]) -> Result<Self, SettingsError> {
+        let env = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::load(&env)
+    }
+
+    /// True when the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+fn read_file(path: &str) -> Result<Vec<(String, String)>, SettingsError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| SettingsError::new("CARESLOT_CONFIG", format!("{path}: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| SettingsError::new("CARESLOT_CONFIG", format!("{path}: {e}")))?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = Settings::for_tests(&[]).expect("defaults load");
+        assert_eq!(s.mode, Mode::Development);
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.database_is_default);
+        assert!(s.database_url.starts_with("sqlite://"));
+        assert!(s.defaulted.contains(&"DATABASE_URL"));
+        assert_eq!(s.hold_ttl_seconds, 300);
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        for (name, value) in [
+            ("CARESLOT_LISTEN", "not-an-address"),
+            ("DATABASE_URL", "mysql://x"),
+            ("CARESLOT_JWT_SECRET", "short"),
+            ("CARESLOT_PHI_KEYS", "k1:not-base64!"),
+            ("CARESLOT_LOG_FORMAT", "xml"),
+            ("CARESLOT_HOLD_TTL_SECONDS", "-5"),
+            ("REDIS_URL", "http://x"),
+        ] {
+            let err = Settings::for_tests(&[(name, value)]).expect_err(name);
+            assert_eq!(err.setting, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("careslot-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let file = dir.join("careslot.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nhold_ttl_seconds = 60\n").expect("write");
+        let path = file.display().to_string();
+        let s =
+            Settings::for_tests(&[("CARESLOT_CONFIG", &path), ("CARESLOT_LISTEN", "127.0.0.1:9100")]).expect("loads");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(s.hold_ttl_seconds, 60);
+        std::fs::write(&file, "no_such_setting = 1\n").expect("write");
+        let err = Settings::for_tests(&[("CARESLOT_CONFIG", &path)]).expect_err("unknown key");
+        assert_eq!(err.setting, "CARESLOT_CONFIG");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

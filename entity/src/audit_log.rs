@@ -1,0 +1,27 @@
+//! One append-only audit record of a PHI read or write.
+
+use sea_orm::entity::prelude::*;
+
+/// A row of `audit_log`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "audit_log")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub occurred_at: DateTimeUtc,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<Uuid>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<Json>,
+}
+
+/// Relations are resolved by explicit queries in `domain`.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

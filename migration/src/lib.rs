@@ -1,0 +1,18 @@
+//! Database migrations of Careslot.
+//!
+//! This crate stands alone (it never imports `entity`): a migration is a fixed
+//! historical step, while entities follow the current code.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+/// Every migration of Careslot, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,53 @@
+//! Sign-in, sessions, and who am I.
+
+use crate::types::{AuthPayload, CreateUserInput, User};
+use crate::{IntoGqlResult, caller, services};
+use async_graphql::{Context, Object, Result};
+
+/// Queries about the session.
+#[derive(Default)]
+pub struct AuthQuery;
+
+#[Object]
+impl AuthQuery {
+    /// The signed-in user.
+    async fn me(&self, ctx: &Context<'_>) -> Result<User> {
+        services(ctx).me(caller(ctx)).await.gql().map(User)
+    }
+}
+
+/// Mutations of the session.
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Signs in; answers an access token and a single-use refresh token.
+    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<AuthPayload> {
+        services(ctx).login(&email, &password).await.gql().map(AuthPayload)
+    }
+
+    /// Trades a refresh token for a new session; a token works once, and a reused
+    /// one revokes every token of its sign-in.
+    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
+        services(ctx)
+            .refresh_session(&refresh_token)
+            .await
+            .gql()
+            .map(AuthPayload)
+    }
+
+    /// Creates an ADMIN or STAFF account (ADMIN).
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+        services(ctx)
+            .create_user(caller(ctx), &input.email, &input.password, input.role.into())
+            .await
+            .gql()
+            .map(User)
+    }
+
+    /// Ends the sign-in the refresh token belongs to.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+        services(ctx).logout(&refresh_token).await.gql()
+    }
+}
