@@ -101,7 +101,6 @@ async fn graphql_ws(
             let services = app.services.clone();
             GraphQLWebSocket::new(socket, app.schema.clone(), protocol)
                 .on_connection_init(move |payload| connection_init(services, payload, meta))
-                .keepalive_timeout(Duration::from_secs(30))
                 .serve()
         })
 }

@@ -171,6 +171,22 @@ impl TestApp {
         (status, value)
     }
 
+    /// Serves the router on an ephemeral loopback port (for websocket clients)
+    /// and answers its address; the server lives as long as the test's runtime.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
+        });
+        addr
+    }
+
     /// Signs in and answers the access token.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let response = self

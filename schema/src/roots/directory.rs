@@ -36,11 +36,16 @@ impl DirectoryQuery {
         &self,
         ctx: &Context<'_>,
         location_id: Option<Uuid>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, Provider>> {
         let page = services(ctx)
-            .providers(caller(ctx), location_id.map(Into::into), first, after.as_deref())
+            .providers(
+                caller(ctx),
+                location_id.map(Into::into),
+                first.unwrap_or(20),
+                after.as_deref(),
+            )
             .await
             .gql()?;
         Ok(connection(page, Provider))
@@ -57,11 +62,11 @@ impl DirectoryQuery {
         &self,
         ctx: &Context<'_>,
         search: Option<String>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, Patient>> {
         let page = services(ctx)
-            .patients(caller(ctx), search.as_deref(), first, after.as_deref())
+            .patients(caller(ctx), search.as_deref(), first.unwrap_or(20), after.as_deref())
             .await
             .gql()?;
         Ok(connection(page, Patient))

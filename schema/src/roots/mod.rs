@@ -8,10 +8,12 @@ use async_graphql::MergedObject;
 
 /// Every query.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(auth::AuthQuery, directory::DirectoryQuery);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(auth::AuthMutation, directory::DirectoryMutation);
 
 pub use subscription::SubscriptionRoot;

@@ -65,7 +65,7 @@ impl From<&ev::SlotEvent> for SlotsChangedEvent {
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Availability changes of one provider inside [from, to). Carries no PHI.
     async fn slots_changed(

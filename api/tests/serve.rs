@@ -1,0 +1,206 @@
+//! The real `careslot-api` binary: starts with no configuration, answers a
+//! login and a `createLocation`, stops cleanly on SIGTERM; bad settings stop it
+//! with a message naming the setting; `migrate` is safe to run concurrently.
+
+use careslot_tests::postgres::TestDatabase;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_careslot-api");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The binary with a clean environment: only what the test sets.
+fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut env = env.to_vec();
+        env.push(("CARESLOT_LISTEN", &listen));
+        env.push(("CARESLOT_BOOTSTRAP_ADMIN_EMAIL", "admin@clinic.test"));
+        env.push(("CARESLOT_BOOTSTRAP_ADMIN_PASSWORD", "admin password 1234"));
+        let child = command(dir, &env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let server = Self {
+            child,
+            base: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(format!("{}/healthz", server.base)).send().await
+                && response.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("careslot-api did not answer /healthz within 60 s");
+    }
+
+    async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request").json().await.expect("json")
+    }
+
+    /// Sends SIGTERM and answers the exit status and everything the server logged.
+    fn terminate(self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let output = self.child.wait_with_output().expect("server exits");
+        let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        (output.status, log)
+    }
+}
+
+async fn login_and_create_location(server: &Server) {
+    let login = server
+        .gql(
+            None,
+            "mutation { login(email: \"admin@clinic.test\", password: \"admin password 1234\") { accessToken user { role } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(login["data"]["login"]["user"]["role"], "ADMIN", "{login}");
+    let token = login["data"]["login"]["accessToken"].as_str().expect("token");
+    let created = server
+        .gql(
+            Some(token),
+            "mutation { createLocation(input: { name: \"Main St\", timeZone: \"Europe/London\" }) { id timeZone } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        created["data"]["createLocation"]["timeZone"], "Europe/London",
+        "{created}"
+    );
+}
+
+#[tokio::test]
+async fn runs_with_no_configuration_on_embedded_sqlite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), &[]).await;
+    login_and_create_location(&server).await;
+    let ready = reqwest::get(format!("{}/readyz", server.base)).await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let graphiql = reqwest::get(format!("{}/graphql", server.base))
+        .await
+        .expect("graphiql");
+    assert!(graphiql.text().await.expect("html").contains("graphiql"));
+
+    let (status, log) = server.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}\n{log}");
+    assert!(log.contains("GraphiQL at http://127.0.0.1:"), "{log}");
+    assert!(log.contains("DATABASE_URL not set"), "{log}");
+    assert!(log.contains("generated development value"), "{log}");
+    assert!(dir.path().join("data/careslot.db").exists());
+    assert!(dir.path().join("data/secrets/jwt_secret").exists());
+
+    // A restart keeps the data and the keys: the admin still signs in.
+    let again = Server::start(dir.path(), &[]).await;
+    login_and_create_location(&again).await;
+    let (_, log) = again.terminate();
+    assert!(log.contains("read development value"), "{log}");
+}
+
+#[tokio::test]
+async fn runs_on_postgresql() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(
+        dir.path(),
+        &[("DATABASE_URL", &database.url), ("CARESLOT_LOG_FORMAT", "json")],
+    )
+    .await;
+    login_and_create_location(&server).await;
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    let first_line: Value = serde_json::from_str(log.lines().next().expect("a log line")).expect("JSON log lines");
+    assert!(first_line.get("level").is_some(), "{first_line}");
+    assert!(!dir.path().join("data/careslot.db").exists());
+}
+
+#[test]
+fn invalid_settings_stop_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, value) in [
+        ("CARESLOT_LISTEN", "nowhere"),
+        ("DATABASE_URL", "mysql://localhost/x"),
+        ("CARESLOT_JWT_SECRET", "too short"),
+    ] {
+        let output = command(dir.path(), &[(name, value)]).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    let production = command(dir.path(), &[("CARESLOT_ENV", "production")])
+        .output()
+        .expect("runs");
+    assert!(!production.status.success());
+    assert!(String::from_utf8_lossy(&production.stderr).contains("CARESLOT_JWT_SECRET"));
+    assert!(
+        !dir.path().join("data/secrets").exists(),
+        "production never generates secrets"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_migrate_runs_do_not_race() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let children: Vec<Child> = (0..3)
+        .map(|_| {
+            command(dir.path(), &[("DATABASE_URL", &database.url)])
+                .arg("migrate")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("migrate starts")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("migrate ends");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let server = Server::start(
+        dir.path(),
+        &[("DATABASE_URL", &database.url), ("CARESLOT_MIGRATE_ON_START", "false")],
+    )
+    .await;
+    login_and_create_location(&server).await;
+    server.terminate();
+}
