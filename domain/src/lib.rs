@@ -13,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod pagination;
 pub mod phi;
+pub mod scheduling;
 pub mod secrets;
 pub mod services;
 pub mod settings;

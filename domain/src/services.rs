@@ -82,6 +82,13 @@ impl Caller {
 }
 
 impl Services {
+    /// Publishes events of a committed change, in order.
+    pub async fn publish(&self, events: impl IntoIterator<Item = crate::events::DomainEvent>) {
+        for event in events {
+            self.bus.publish(event).await;
+        }
+    }
+
     /// Appends an audit record for `caller` on `conn`.
     pub async fn audit(&self, conn: &impl ConnectionTrait, caller: &Caller, record: AuditRecord) -> ServiceResult<()> {
         write_audit(conn, self.clock.as_ref(), caller.actor.as_ref(), &caller.meta, record).await

@@ -7,6 +7,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
 
+pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
+
 /// Every migration of Careslot, in order.
 pub struct Migrator;
 

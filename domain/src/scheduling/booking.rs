@@ -1,0 +1,386 @@
+//! Booking and rescheduling: the check and the write in one transaction under
+//! the provider's lock, with PostgreSQL's exclusion constraint as the last word.
+
+use super::availability::Interval;
+use super::lock::lock_provider;
+use super::model::{Appointment, NewBooking};
+use super::status::AppointmentStatus;
+use crate::auth::{Actor, Role};
+use crate::db::{is_exclusion_violation, is_unique_violation};
+use crate::error::{ServiceError, ServiceResult};
+use crate::events::{AppointmentEvent, AppointmentEventKind, DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
+use crate::ids::{AppointmentId, ProviderId};
+use crate::phi::{AuditAction, AuditRecord};
+use crate::services::{Caller, Services};
+use chrono::{DateTime, Utc};
+use entity::{appointment, appointment_history, hold, patient};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const MAX_KEY_LEN: usize = 200;
+
+impl Services {
+    /// Books a free interval, or the caller's own hold (PATIENT for themself,
+    /// STAFF, ADMIN). With an idempotency key, a retry with the same input answers
+    /// the first appointment; the same key with other input is refused.
+    pub async fn book_appointment(&self, caller: &Caller, input: NewBooking) -> ServiceResult<Appointment> {
+        let actor = *caller.actor()?;
+        match actor.role {
+            Role::Admin | Role::Staff => {}
+            Role::Patient if actor.patient_id == Some(input.patient_id) => {}
+            Role::Patient | Role::Provider => return Err(ServiceError::Forbidden),
+        }
+        let fingerprint = fingerprint(&input);
+        if let Some(key) = &input.idempotency_key {
+            if key.is_empty() || key.len() > MAX_KEY_LEN {
+                return Err(ServiceError::bad_input(
+                    "input.idempotencyKey",
+                    format!("must be 1 to {MAX_KEY_LEN} characters"),
+                ));
+            }
+            if let Some(existing) = self.replay(&actor, key, &fingerprint).await? {
+                return Ok(existing);
+            }
+        }
+        match self.book_once(caller, &actor, &input, &fingerprint).await {
+            Ok(appointment) => Ok(appointment),
+            // A concurrent retry with the same key may have won the race; its
+            // booking can trip the exclusion constraint before the key's index.
+            Err(err) => match (&input.idempotency_key, &err) {
+                (Some(key), ServiceError::SlotUnavailable(_) | ServiceError::Internal(_)) => {
+                    match self.replay(&actor, key, &fingerprint).await? {
+                        Some(existing) => Ok(existing),
+                        None => Err(err),
+                    }
+                }
+                _ => Err(err),
+            },
+        }
+    }
+
+    async fn book_once(
+        &self,
+        caller: &Caller,
+        actor: &Actor,
+        input: &NewBooking,
+        fingerprint: &str,
+    ) -> ServiceResult<Appointment> {
+        super::slots::provider_exists(&self.db, input.provider_id).await?;
+        if patient::Entity::find_by_id(input.patient_id.0)
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound("patient"));
+        }
+        let kind = self.appointment_type_row(&self.db, input.appointment_type_id.0).await?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        lock_provider(&txn, input.provider_id).await?;
+        if let Some(hold_id) = input.hold_id {
+            let held = hold::Entity::find_by_id(hold_id.0).one(&txn).await?;
+            let held = match held {
+                Some(h) if h.held_by == actor.user_id.0 => h,
+                _ => return Err(ServiceError::NotFound("hold")),
+            };
+            if held.provider_id != input.provider_id.0
+                || held.appointment_type_id != kind.id
+                || held.start_at != input.start
+            {
+                return Err(ServiceError::bad_input(
+                    "input.holdId",
+                    "the hold is for another provider, type or start",
+                ));
+            }
+            if held.expires_at <= now {
+                return Err(ServiceError::SlotUnavailable("the hold has expired".into()));
+            }
+        }
+        let bookable = self
+            .check_bookable(
+                &txn,
+                input.provider_id,
+                &kind,
+                input.start,
+                actor.user_id.0,
+                None,
+                "input.start",
+            )
+            .await?;
+        let row = appointment::Model {
+            id: AppointmentId::new().0,
+            provider_id: input.provider_id.0,
+            patient_id: input.patient_id.0,
+            location_id: bookable.location_id.0,
+            appointment_type_id: kind.id,
+            status: AppointmentStatus::Booked.code().to_owned(),
+            start_at: bookable.interval.start,
+            end_at: bookable.interval.end,
+            cancellation_reason: None,
+            idempotency_key: input.idempotency_key.clone(),
+            request_fingerprint: Some(fingerprint.to_owned()),
+            created_by: Some(actor.user_id.0),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let inserted = row.clone().into_active_model().reset_all().insert(&txn).await;
+        if let Err(err) = inserted {
+            return Err(booking_conflict(err));
+        }
+        // The caller's holds on this interval have served their purpose.
+        hold::Entity::delete_many()
+            .filter(hold::Column::HeldBy.eq(actor.user_id.0))
+            .filter(hold::Column::ProviderId.eq(input.provider_id.0))
+            .filter(hold::Column::StartAt.lt(row.end_at))
+            .filter(hold::Column::EndAt.gt(row.start_at))
+            .exec(&txn)
+            .await?;
+        record_history(&txn, &row, actor, "book", None, None, None).await?;
+        self.audit(&txn, caller, appointment_audit(AuditAction::Create, row.id, None))
+            .await?;
+        txn.commit().await.map_err(booking_conflict)?;
+        let appointment = Appointment::try_from(row)?;
+        let taken = Interval::new(appointment.start, appointment.end);
+        self.publish(events(
+            &appointment,
+            AppointmentEventKind::Created,
+            &[(taken, SlotStatus::Busy, SlotChangeReason::Booked)],
+        ))
+        .await;
+        Ok(appointment)
+    }
+
+    /// The appointment an earlier call with `key` made, if any; the same key with
+    /// other input is the caller's error.
+    async fn replay(&self, actor: &Actor, key: &str, fingerprint: &str) -> ServiceResult<Option<Appointment>> {
+        let existing = appointment::Entity::find()
+            .filter(appointment::Column::CreatedBy.eq(actor.user_id.0))
+            .filter(appointment::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?;
+        match existing {
+            None => Ok(None),
+            Some(row) if row.request_fingerprint.as_deref() == Some(fingerprint) => {
+                Appointment::try_from(row).map(Some)
+            }
+            Some(_) => Err(ServiceError::bad_input(
+                "input.idempotencyKey",
+                "this idempotency key was used with different input",
+            )),
+        }
+    }
+
+    /// Moves an appointment in place (same id; the old interval stays in its
+    /// history) under the booking rules. A PATIENT may not move their own inside
+    /// the location's notice window; STAFF and ADMIN may, and that is recorded.
+    pub async fn reschedule_appointment(
+        &self,
+        caller: &Caller,
+        id: AppointmentId,
+        start: DateTime<Utc>,
+    ) -> ServiceResult<Appointment> {
+        let actor = *caller.actor()?;
+        let current = self
+            .appointment_for_change(&actor, id, &[Role::Admin, Role::Staff, Role::Patient])
+            .await?;
+        let status = AppointmentStatus::from_code(&current.status).unwrap_or(AppointmentStatus::EnteredInError);
+        if !matches!(status, AppointmentStatus::Booked | AppointmentStatus::Pending) {
+            return Err(ServiceError::InvalidTransition(format!(
+                "an appointment in status {} cannot be rescheduled",
+                status.code()
+            )));
+        }
+        let note = self.notice_window_check(&actor, &current).await?;
+        if current.start_at == start {
+            return Appointment::try_from(current);
+        }
+        let kind = self.appointment_type_row(&self.db, current.appointment_type_id).await?;
+        let txn = self.db.begin().await?;
+        lock_provider(&txn, ProviderId(current.provider_id)).await?;
+        let bookable = self
+            .check_bookable(
+                &txn,
+                ProviderId(current.provider_id),
+                &kind,
+                start,
+                actor.user_id.0,
+                Some(current.id),
+                "start",
+            )
+            .await?;
+        let old = Interval::new(current.start_at, current.end_at);
+        let mut active = current.clone().into_active_model();
+        active.start_at = Set(bookable.interval.start);
+        active.end_at = Set(bookable.interval.end);
+        active.version = Set(current.version + 1);
+        active.updated_at = Set(self.clock.now());
+        let updated = active.update(&txn).await.map_err(booking_conflict)?;
+        record_history(&txn, &updated, &actor, "reschedule", Some(status), Some(old), note).await?;
+        self.audit(
+            &txn,
+            caller,
+            appointment_audit(AuditAction::Update, updated.id, Some("reschedule")),
+        )
+        .await?;
+        txn.commit().await.map_err(booking_conflict)?;
+        let appointment = Appointment::try_from(updated)?;
+        let taken = Interval::new(appointment.start, appointment.end);
+        self.publish(events(
+            &appointment,
+            AppointmentEventKind::Updated,
+            &[
+                (old, SlotStatus::Free, SlotChangeReason::Released),
+                (taken, SlotStatus::Busy, SlotChangeReason::Booked),
+            ],
+        ))
+        .await;
+        Ok(appointment)
+    }
+}
+
+/// Hash of everything a booking asked for, to tell a retry from a new request.
+fn fingerprint(input: &NewBooking) -> String {
+    let text = format!(
+        "{}|{}|{}|{}|{}",
+        input.provider_id,
+        input.patient_id,
+        input.appointment_type_id,
+        input.start.timestamp(),
+        input.hold_id.map(|h| h.to_string()).unwrap_or_default()
+    );
+    crate::phi::hex_digest(&Sha256::digest(text.as_bytes()))
+}
+
+/// Maps the database's refusal of an overlapping or duplicate row.
+fn booking_conflict(err: DbErr) -> ServiceError {
+    if is_exclusion_violation(&err) || is_unique_violation(&err) {
+        ServiceError::SlotUnavailable("the interval was taken".into())
+    } else {
+        err.into()
+    }
+}
+
+/// The audit record of a change to an appointment (which names its patient).
+pub(super) fn appointment_audit(action: AuditAction, id: Uuid, what: Option<&str>) -> AuditRecord {
+    AuditRecord {
+        action,
+        entity_type: "appointment",
+        entity_id: Some(id),
+        detail: what.map(|w| serde_json::json!({ "change": w })),
+    }
+}
+
+/// Appends a history row for `row`'s new state.
+pub(super) async fn record_history(
+    txn: &DatabaseTransaction,
+    row: &appointment::Model,
+    actor: &Actor,
+    action: &str,
+    from_status: Option<AppointmentStatus>,
+    old: Option<Interval>,
+    note: Option<String>,
+) -> ServiceResult<()> {
+    appointment_history::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        appointment_id: Set(row.id),
+        changed_at: Set(row.updated_at),
+        actor_user_id: Set(Some(actor.user_id.0)),
+        action: Set(action.to_owned()),
+        from_status: Set(from_status.map(|s| s.code().to_owned())),
+        to_status: Set(row.status.clone()),
+        old_start_at: Set(old.map(|o| o.start)),
+        old_end_at: Set(old.map(|o| o.end)),
+        new_start_at: Set(row.start_at),
+        new_end_at: Set(row.end_at),
+        note: Set(note),
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
+}
+
+/// A change of the provider's availability caused by an appointment change.
+pub(super) type SlotChange = (Interval, SlotStatus, SlotChangeReason);
+
+/// The events of a committed change: the slot changes it causes, then the
+/// appointment's own event.
+pub(super) fn events(appointment: &Appointment, kind: AppointmentEventKind, slots: &[SlotChange]) -> Vec<DomainEvent> {
+    slots
+        .iter()
+        .map(|(interval, status, reason)| {
+            DomainEvent::Slot(SlotEvent {
+                provider_id: appointment.provider_id,
+                start: interval.start,
+                end: interval.end,
+                status: *status,
+                reason: *reason,
+            })
+        })
+        .chain([DomainEvent::Appointment(AppointmentEvent {
+            kind,
+            appointment_id: appointment.id,
+            location_id: appointment.location_id,
+            provider_id: appointment.provider_id,
+            patient_id: appointment.patient_id,
+        })])
+        .collect()
+}
+
+impl Services {
+    /// Reads an appointment row for a change by `actor`: `NOT_FOUND` when they may
+    /// not see it, `FORBIDDEN` when they see it but their role may not do this.
+    pub(super) async fn appointment_for_change(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        roles: &[Role],
+    ) -> ServiceResult<appointment::Model> {
+        let row = appointment::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .ok_or(ServiceError::NotFound("appointment"))?;
+        if !sees(actor, &row) {
+            return Err(ServiceError::NotFound("appointment"));
+        }
+        actor.require(roles)?;
+        Ok(row)
+    }
+
+    /// Refuses a PATIENT's change inside the location's notice window; answers the
+    /// history note when STAFF or ADMIN override it.
+    pub(super) async fn notice_window_check(
+        &self,
+        actor: &Actor,
+        row: &appointment::Model,
+    ) -> ServiceResult<Option<String>> {
+        let location = super::slots::location_row(&self.db, row.location_id).await?;
+        let deadline = row.start_at - chrono::Duration::minutes(location.cancel_notice_minutes.into());
+        if self.clock.now() < deadline {
+            return Ok(None);
+        }
+        if actor.role == Role::Patient {
+            return Err(ServiceError::InvalidTransition(format!(
+                "changes within {} minutes of the start must go through the clinic",
+                location.cancel_notice_minutes
+            )));
+        }
+        Ok(Some(format!(
+            "override: inside the {}-minute notice window",
+            location.cancel_notice_minutes
+        )))
+    }
+}
+
+/// True when `actor` may see the appointment `row`.
+pub(super) fn sees(actor: &Actor, row: &appointment::Model) -> bool {
+    match actor.role {
+        Role::Admin | Role::Staff => true,
+        Role::Patient => actor.patient_id.is_some_and(|p| p.0 == row.patient_id),
+        Role::Provider => actor.provider_id.is_some_and(|p| p.0 == row.provider_id),
+    }
+}
