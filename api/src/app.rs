@@ -9,6 +9,7 @@ use domain::settings::{Mode, Settings};
 use domain::{Policy, Services, db};
 use schema::{CareslotSchema, SchemaOptions};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Choices tests make differently from production.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct AppOptions {
     pub clock: SharedClock,
     /// Cheap password hashing (tests only).
     pub fast_password_hashing: bool,
+    /// Counts every SQL statement the app runs (tests that assert batching).
+    pub statement_counter: Option<Arc<AtomicU64>>,
 }
 
 impl Default for AppOptions {
@@ -24,6 +27,7 @@ impl Default for AppOptions {
         Self {
             clock: Arc::new(SystemClock),
             fast_password_hashing: false,
+            statement_counter: None,
         }
     }
 }
@@ -47,12 +51,17 @@ impl App {
     pub async fn build(settings: Settings, options: AppOptions) -> anyhow::Result<Self> {
         let secrets = Secrets::resolve(&settings)?;
         let mut notes = secrets.notes.clone();
-        let db = db::connect_settings(&settings).await.with_context(|| {
+        let mut db = db::connect_settings(&settings).await.with_context(|| {
             format!(
                 "cannot open the database (DATABASE_URL) {}",
                 redact(&settings.database_url)
             )
         })?;
+        if let Some(counter) = options.statement_counter {
+            db.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        }
         if settings.migrate_on_start {
             db::migrate(&db).await.context("migrations failed")?;
         }

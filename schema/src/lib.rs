@@ -3,6 +3,7 @@
 
 mod error;
 mod error_codes;
+mod loaders;
 mod request;
 pub mod roots;
 pub mod scalars;
@@ -41,6 +42,7 @@ impl Default for SchemaOptions {
 /// Builds the schema over `services`.
 pub fn build(services: Services, options: SchemaOptions) -> CareslotSchema {
     let mut builder = builder()
+        .data(loaders::Loaders::new(&services))
         .data(services)
         .extension(error_codes::ErrorCodes)
         .extension(async_graphql::extensions::Tracing)

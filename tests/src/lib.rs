@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
+pub mod clinic;
 mod fixtures;
 pub mod postgres;
 
@@ -47,6 +48,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Which database.
     pub backend: Backend,
+    /// How many SQL statements the app has run.
+    pub statements: Arc<std::sync::atomic::AtomicU64>,
     /// Held so the PostgreSQL database is dropped when the test ends.
     _database: Option<postgres::TestDatabase>,
     _data_dir: tempdir::TempDir,
@@ -116,11 +119,13 @@ impl TestApp {
         env.extend_from_slice(extra);
         let settings = Settings::for_tests(&env).expect("test settings are valid");
         let clock = ManualClock::new(test_epoch());
+        let statements = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let app = App::build(
             settings,
             AppOptions {
                 clock: Arc::new(clock.clone()),
                 fast_password_hashing: true,
+                statement_counter: Some(statements.clone()),
             },
         )
         .await
@@ -131,6 +136,7 @@ impl TestApp {
             router,
             clock,
             backend,
+            statements,
             _database: database,
             _data_dir: tempdir::TempDir(data_dir),
         }

@@ -1,7 +1,7 @@
 //! Locations: where care happens, each in its own IANA time zone.
 
 use crate::auth::Role;
-use crate::error::ServiceResult;
+use crate::error::{ServiceError, ServiceResult};
 use crate::ids::LocationId;
 use crate::services::{Caller, Services};
 use crate::validate;
@@ -17,6 +17,8 @@ pub struct Location {
     pub name: String,
     /// IANA time zone.
     pub time_zone: String,
+    /// How long before the start a patient may still cancel or reschedule.
+    pub cancel_notice_minutes: i32,
 }
 
 impl From<location::Model> for Location {
@@ -25,6 +27,7 @@ impl From<location::Model> for Location {
             id: row.id.into(),
             name: row.name,
             time_zone: row.time_zone,
+            cancel_notice_minutes: row.cancel_notice_minutes,
         }
     }
 }
@@ -36,6 +39,8 @@ pub struct NewLocation {
     pub name: String,
     /// IANA time zone.
     pub time_zone: String,
+    /// Patients' notice window in minutes (default 1440, a day).
+    pub cancel_notice_minutes: Option<i32>,
 }
 
 impl Services {
@@ -48,7 +53,16 @@ impl Services {
             id: LocationId::new().0,
             name,
             time_zone: zone.name().to_owned(),
-            cancel_notice_minutes: 1440,
+            cancel_notice_minutes: match input.cancel_notice_minutes {
+                None => 1440,
+                Some(m) if (0..=60 * 24 * 30).contains(&m) => m,
+                Some(_) => {
+                    return Err(ServiceError::bad_input(
+                        "input.cancelNoticeMinutes",
+                        "must be between 0 and 43200",
+                    ));
+                }
+            },
             created_at: self.clock.now(),
         };
         location::Entity::insert(row.clone().into_active_model().reset_all())

@@ -4,6 +4,7 @@
 use super::availability::Interval;
 use super::lock::lock_provider;
 use super::model::{Appointment, NewBooking};
+use super::slots::Request;
 use super::status::AppointmentStatus;
 use crate::auth::{Actor, Role};
 use crate::db::{is_exclusion_violation, is_unique_violation};
@@ -103,12 +104,14 @@ impl Services {
         let bookable = self
             .check_bookable(
                 &txn,
-                input.provider_id,
-                &kind,
-                input.start,
-                actor.user_id.0,
-                None,
-                "input.start",
+                Request {
+                    provider: input.provider_id,
+                    kind: &kind,
+                    start: input.start,
+                    user: actor.user_id.0,
+                    moving: None,
+                    start_field: "input.start",
+                },
             )
             .await?;
         let row = appointment::Model {
@@ -205,12 +208,14 @@ impl Services {
         let bookable = self
             .check_bookable(
                 &txn,
-                ProviderId(current.provider_id),
-                &kind,
-                start,
-                actor.user_id.0,
-                Some(current.id),
-                "start",
+                Request {
+                    provider: ProviderId(current.provider_id),
+                    kind: &kind,
+                    start,
+                    user: actor.user_id.0,
+                    moving: Some(current.id),
+                    start_field: "start",
+                },
             )
             .await?;
         let old = Interval::new(current.start_at, current.end_at);

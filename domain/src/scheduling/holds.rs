@@ -4,6 +4,7 @@
 
 use super::lock::lock_provider;
 use super::model::Hold;
+use super::slots::Request;
 use crate::auth::Role;
 use crate::error::{ServiceError, ServiceResult};
 use crate::events::{DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
@@ -34,11 +35,21 @@ impl Services {
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         lock_provider(&txn, provider_id).await?;
-        let live = hold::Entity::find()
+        let mine = hold::Entity::find()
             .filter(hold::Column::HeldBy.eq(actor.user_id.0))
-            .filter(hold::Column::ExpiresAt.gt(now))
-            .count(&txn)
-            .await?;
+            .filter(hold::Column::ExpiresAt.gt(now));
+        // Asking again for what one already holds (a double click, a retry) is the same hold.
+        if let Some(existing) = mine
+            .clone()
+            .filter(hold::Column::ProviderId.eq(provider_id.0))
+            .filter(hold::Column::AppointmentTypeId.eq(appointment_type_id.0))
+            .filter(hold::Column::StartAt.eq(start))
+            .one(&txn)
+            .await?
+        {
+            return Ok(hold_from(existing));
+        }
+        let live = mine.count(&txn).await?;
         if live >= MAX_LIVE_HOLDS {
             return Err(ServiceError::bad_input(
                 "input",
@@ -46,7 +57,17 @@ impl Services {
             ));
         }
         let bookable = self
-            .check_bookable(&txn, provider_id, &kind, start, actor.user_id.0, None, "input.start")
+            .check_bookable(
+                &txn,
+                Request {
+                    provider: provider_id,
+                    kind: &kind,
+                    start,
+                    user: actor.user_id.0,
+                    moving: None,
+                    start_field: "input.start",
+                },
+            )
             .await?;
         let row = hold::Model {
             id: HoldId::new().0,

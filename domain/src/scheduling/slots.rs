@@ -12,6 +12,22 @@ use entity::{appointment_type, location, provider, provider_location};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
+/// One requested start to check.
+pub(super) struct Request<'a> {
+    /// Whose time.
+    pub provider: ProviderId,
+    /// What is to be booked.
+    pub kind: &'a appointment_type::Model,
+    /// The requested start.
+    pub start: DateTime<Utc>,
+    /// Who asks (their own holds do not count against them).
+    pub user: Uuid,
+    /// The appointment being moved, which does not block itself.
+    pub moving: Option<Uuid>,
+    /// The argument path of `start`, for an off-grid error.
+    pub start_field: &'a str,
+}
+
 /// What a requested interval was checked against.
 pub(super) struct Bookable {
     /// The interval the visit occupies.
@@ -79,7 +95,7 @@ impl Services {
                 end: s.end,
             }));
         }
-        slots.sort_by(|a, b| (a.start, a.provider_id).cmp(&(b.start, b.provider_id)));
+        slots.sort_by_key(|s| (s.start, s.provider_id));
         Ok(slots)
     }
 
@@ -90,13 +106,16 @@ impl Services {
     pub(super) async fn check_bookable(
         &self,
         conn: &impl ConnectionTrait,
-        provider: ProviderId,
-        kind: &appointment_type::Model,
-        start: DateTime<Utc>,
-        user: Uuid,
-        moving: Option<Uuid>,
-        start_field: &str,
+        request: Request<'_>,
     ) -> ServiceResult<Bookable> {
+        let Request {
+            provider,
+            kind,
+            start,
+            user,
+            moving,
+            start_field,
+        } = request;
         let location = location_row(conn, kind.location_id).await?;
         let now = self.clock.now();
         let spec = store::slot_spec(kind, now);

@@ -93,6 +93,7 @@ impl DirectoryMutation {
         let input = NewLocation {
             name: input.name,
             time_zone: input.time_zone,
+            cancel_notice_minutes: input.cancel_notice_minutes,
         };
         services(ctx)
             .create_location(caller(ctx), input)

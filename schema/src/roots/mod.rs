@@ -2,6 +2,7 @@
 
 mod auth;
 mod directory;
+mod scheduling;
 mod subscription;
 
 use async_graphql::MergedObject;
@@ -9,11 +10,15 @@ use async_graphql::MergedObject;
 /// Every query.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(auth::AuthQuery, directory::DirectoryQuery);
+pub struct QueryRoot(auth::AuthQuery, directory::DirectoryQuery, scheduling::SchedulingQuery);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(auth::AuthMutation, directory::DirectoryMutation);
+pub struct MutationRoot(
+    auth::AuthMutation,
+    directory::DirectoryMutation,
+    scheduling::SchedulingMutation,
+);
 
 pub use subscription::SubscriptionRoot;

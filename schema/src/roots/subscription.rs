@@ -1,65 +1,14 @@
 //! Live events over websockets.
 
+use crate::types::{Appointment, AppointmentEvent, SlotsChangedEvent};
 use crate::{IntoGqlResult, caller, services};
-use async_graphql::{Context, Enum, Result, SimpleObject, Subscription};
+use async_graphql::{Context, Result, Subscription};
 use chrono::{DateTime, Utc};
-use domain::events::{self as ev, DomainEvent};
-use futures_util::Stream;
+use domain::events::DomainEvent;
+use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
-
-/// FHIR Slot.status.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[graphql(remote = "domain::events::SlotStatus")]
-pub enum SlotStatus {
-    /// Bookable.
-    Free,
-    /// Booked.
-    Busy,
-    /// Held for someone.
-    BusyTentative,
-    /// Unavailable (time off, closed).
-    BusyUnavailable,
-}
-
-/// Why availability changed.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[graphql(remote = "domain::events::SlotChangeReason")]
-pub enum SlotChangeReason {
-    /// An appointment took the interval.
-    Booked,
-    /// An appointment or hold let go of it.
-    Released,
-    /// A hold took it.
-    Held,
-    /// A hold ran out.
-    HoldExpired,
-    /// Weekly rules or time off changed.
-    AvailabilityChanged,
-}
-
-/// BOOKED and HELD come with status BUSY or BUSY_TENTATIVE; RELEASED and HOLD_EXPIRED with FREE.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct SlotsChangedEvent {
-    provider_id: Uuid,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    status: SlotStatus,
-    reason: SlotChangeReason,
-}
-
-impl From<&ev::SlotEvent> for SlotsChangedEvent {
-    fn from(e: &ev::SlotEvent) -> Self {
-        Self {
-            provider_id: e.provider_id.0,
-            start: e.start,
-            end: e.end,
-            status: e.status.into(),
-            reason: e.reason.into(),
-        }
-    }
-}
 
 /// Every subscription.
 #[derive(Default)]
@@ -88,6 +37,39 @@ impl SubscriptionRoot {
                 Some(SlotsChangedEvent::from(slot))
             }
             _ => None,
+        }))
+    }
+
+    /// Every appointment change at a location, for front-desk calendars (STAFF, ADMIN).
+    async fn appointments_changed(
+        &self,
+        ctx: &Context<'_>,
+        location_id: Uuid,
+    ) -> Result<impl Stream<Item = AppointmentEvent> + use<>> {
+        caller(ctx).actor().gql()?.require_staff().gql()?;
+        let services = services(ctx).clone();
+        let receiver = services.bus.subscribe();
+        let selected = events(receiver, move |event| match event.as_ref() {
+            DomainEvent::Appointment(change) if change.location_id.0 == location_id => Some(change.clone()),
+            _ => None,
+        });
+        Ok(selected.filter_map(move |change| {
+            let services = services.clone();
+            async move {
+                // The event names the appointment; its current state is read once per
+                // event per subscriber, so a late subscriber never sees stale data.
+                match services.appointment_unchecked(change.appointment_id).await {
+                    Ok(Some(appointment)) => Some(AppointmentEvent {
+                        kind: change.kind.into(),
+                        appointment: Appointment(appointment),
+                    }),
+                    Ok(None) => None,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "appointment event dropped: reading it failed");
+                        None
+                    }
+                }
+            }
         }))
     }
 }

@@ -20,6 +20,11 @@ impl Location {
     async fn time_zone(&self) -> &str {
         &self.0.time_zone
     }
+    /// Within this many minutes of the start a patient can no longer cancel or
+    /// reschedule by themself.
+    async fn cancel_notice_minutes(&self) -> i32 {
+        self.0.cancel_notice_minutes
+    }
 }
 
 /// A clinician whose time is booked.
@@ -106,6 +111,8 @@ pub struct CreateLocationInput {
     pub name: String,
     /// IANA time zone, e.g. `America/New_York`.
     pub time_zone: String,
+    /// Patients' cancellation and rescheduling notice window in minutes (default 1440).
+    pub cancel_notice_minutes: Option<i32>,
 }
 
 /// Input of `createProvider`.

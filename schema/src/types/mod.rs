@@ -2,11 +2,19 @@
 
 mod auth;
 mod directory;
+mod events;
+mod scheduling;
 
 pub use auth::{AuthPayload, CreateUserInput, Role, User};
 pub use directory::{
     AppointmentType, CreateAppointmentTypeInput, CreateLocationInput, CreatePatientInput, CreateProviderInput,
     Location, Patient, Provider, UpdatePatientInput,
+};
+
+pub use events::{AppointmentEvent, AppointmentEventKind, SlotChangeReason, SlotStatus, SlotsChangedEvent};
+pub use scheduling::{
+    Appointment, AppointmentFilter, AppointmentStatus, AvailableSlotsInput, BookAppointmentInput, HoldSlotInput, Slot,
+    SlotHold, TimeOffInput, WeeklyRuleInput,
 };
 
 use async_graphql::OutputType;
