@@ -1,15 +1,19 @@
 //! Builds the application from settings: secrets, database, bus, services, schema.
 
+use crate::ws::WsLimits;
 use anyhow::Context as _;
 use domain::auth::PasswordHasher;
 use domain::clock::{SharedClock, SystemClock};
-use domain::events::{MemoryBus, SharedBus};
+use domain::events::{MemoryBus, RedisBus, SharedBus};
 use domain::secrets::Secrets;
 use domain::settings::{Mode, Settings};
 use domain::{Policy, Services, db};
 use schema::{CareslotSchema, SchemaOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How far a subscriber may fall behind the bus before it skips events.
+const BUS_CAPACITY: usize = 4096;
 
 /// Choices tests make differently from production.
 #[derive(Clone, Debug)]
@@ -43,6 +47,8 @@ pub struct App {
     pub schema: CareslotSchema,
     /// Lines for the start-up log: which defaults were taken, which secrets made.
     pub notes: Vec<String>,
+    /// Websocket limits and the count of open connections.
+    pub ws: Arc<WsLimits>,
 }
 
 impl App {
@@ -65,7 +71,15 @@ impl App {
         if settings.migrate_on_start {
             db::migrate(&db).await.context("migrations failed")?;
         }
-        let bus: SharedBus = Arc::new(MemoryBus::default());
+        crate::telemetry::prometheus();
+        let bus: SharedBus = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisBus::connect(url, &settings.redis_channel, BUS_CAPACITY)
+                    .await
+                    .with_context(|| format!("cannot reach Redis (REDIS_URL) {}", redact(url)))?,
+            ),
+            None => Arc::new(MemoryBus::new(BUS_CAPACITY)),
+        };
         let passwords = if options.fast_password_hashing {
             PasswordHasher::fast_for_tests()
         } else {
@@ -107,11 +121,18 @@ impl App {
         if settings.redis_url.is_none() {
             notes.push("REDIS_URL not set: in-process event bus (one instance only)".into());
         }
+        let ws = Arc::new(WsLimits {
+            max_connections: settings.ws_max_connections,
+            keepalive: std::time::Duration::from_secs(settings.ws_keepalive_seconds),
+            send_buffer: settings.ws_send_buffer,
+            open: Default::default(),
+        });
         Ok(Self {
             settings: Arc::new(settings),
             services,
             schema,
             notes,
+            ws,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{HeaderMap, request::Parts};
+use domain::auth::AccessClaims;
 use domain::phi::RequestMeta;
 use domain::{Caller, Services};
 use std::convert::Infallible;
@@ -36,6 +37,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     }
 }
 
+/// Verifies a bearer authorization value: `Ok(None)` when there is none,
+/// the token's claims when it is valid, the reason when it is not.
+pub fn authenticate(services: &Services, authorization: Option<&str>) -> Result<Option<AccessClaims>, &'static str> {
+    let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or("invalid authorization header")?;
+    match services.tokens.verify(token, services.clock.now()) {
+        Ok(claims) => Ok(Some(claims)),
+        Err(domain::ServiceError::Unauthenticated(reason)) => Err(reason),
+        Err(_) => Err("invalid access token"),
+    }
+}
+
 /// The caller a bearer authorization value speaks for. A missing token gives an
 /// anonymous caller; a bad one gives an anonymous caller that remembers why, so
 /// operations needing a user answer `UNAUTHENTICATED` with the reason.
@@ -44,17 +63,9 @@ pub fn caller_from_authorization(services: &Services, authorization: Option<&str
         meta,
         ..Caller::default()
     };
-    let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
-        return caller;
-    };
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim);
-    match token.map(|t| services.tokens.verify(t, services.clock.now())) {
-        Some(Ok(claims)) => caller.actor = Some(claims.actor()),
-        Some(Err(domain::ServiceError::Unauthenticated(reason))) => caller.credential_error = Some(reason),
-        Some(Err(_)) | None => caller.credential_error = Some("invalid authorization header"),
+    match authenticate(services, authorization) {
+        Ok(claims) => caller.actor = claims.map(|c| c.actor()),
+        Err(reason) => caller.credential_error = Some(reason),
     }
     caller
 }

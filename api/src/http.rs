@@ -4,15 +4,13 @@
 use crate::app::App;
 use crate::caller::{Origin, authorization, caller_from_authorization};
 use crate::health;
-use async_graphql::Data;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use domain::phi::RequestMeta;
 use domain::settings::Mode;
 use schema::RequestCaller;
 use std::time::Duration;
@@ -32,9 +30,10 @@ pub fn router(app: App) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::telemetry::metrics))
         .with_state(app)
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -83,45 +82,4 @@ async fn graphiql(State(app): State<App>) -> Response {
             .finish(),
     )
     .into_response()
-}
-
-/// `GET /graphql/ws`: subscriptions over `graphql-transport-ws` and the legacy
-/// `graphql-ws` protocol. The token travels in `connection_init`'s payload.
-async fn graphql_ws(
-    State(app): State<App>,
-    Origin(meta): Origin,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            let services = app.services.clone();
-            GraphQLWebSocket::new(socket, app.schema.clone(), protocol)
-                .on_connection_init(move |payload| connection_init(services, payload, meta))
-                .serve()
-        })
-}
-
-async fn connection_init(
-    services: domain::Services,
-    payload: serde_json::Value,
-    meta: RequestMeta,
-) -> async_graphql::Result<Data> {
-    let authorization = payload
-        .get("authorization")
-        .or_else(|| payload.get("Authorization"))
-        .and_then(|v| v.as_str());
-    let caller = caller_from_authorization(&services, authorization, meta);
-    if caller.actor.is_none() {
-        // Refusing the init closes the socket with the protocol's unauthorized code.
-        return Err(async_graphql::Error::new(
-            caller.credential_error.unwrap_or("authentication required"),
-        ));
-    }
-    let mut data = Data::default();
-    data.insert(RequestCaller(caller));
-    Ok(data)
 }

@@ -6,3 +6,4 @@ mod caller;
 mod health;
 pub mod http;
 pub mod telemetry;
+pub mod ws;

@@ -2,90 +2,12 @@
 //! login and a `createLocation`, stops cleanly on SIGTERM; bad settings stop it
 //! with a message naming the setting; `migrate` is safe to run concurrently.
 
+mod common;
+
 use careslot_tests::postgres::TestDatabase;
+use common::{Server, command};
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_careslot-api");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The binary with a clean environment: only what the test sets.
-fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    command
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut env = env.to_vec();
-        env.push(("CARESLOT_LISTEN", &listen));
-        env.push(("CARESLOT_BOOTSTRAP_ADMIN_EMAIL", "admin@clinic.test"));
-        env.push(("CARESLOT_BOOTSTRAP_ADMIN_PASSWORD", "admin password 1234"));
-        let child = command(dir, &env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary starts");
-        let server = Self {
-            child,
-            base: format!("http://{listen}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let client = reqwest::Client::new();
-        while Instant::now() < deadline {
-            if let Ok(response) = client.get(format!("{}/healthz", server.base)).send().await
-                && response.status().is_success()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("careslot-api did not answer /healthz within 60 s");
-    }
-
-    async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut request = reqwest::Client::new()
-            .post(format!("{}/graphql", self.base))
-            .json(&json!({ "query": query, "variables": variables }));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("request").json().await.expect("json")
-    }
-
-    /// Sends SIGTERM and answers the exit status and everything the server logged.
-    fn terminate(self) -> (std::process::ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let output = self.child.wait_with_output().expect("server exits");
-        let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-        (output.status, log)
-    }
-}
+use std::process::{Child, Stdio};
 
 async fn login_and_create_location(server: &Server) {
     let login = server
@@ -115,9 +37,11 @@ async fn runs_with_no_configuration_on_embedded_sqlite() {
     let dir = tempfile::tempdir().expect("tmp");
     let server = Server::start(dir.path(), &[]).await;
     login_and_create_location(&server).await;
-    let ready = reqwest::get(format!("{}/readyz", server.base)).await.expect("readyz");
+    let ready = careslot_tests::get(&format!("{}/readyz", server.base))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 200);
-    let graphiql = reqwest::get(format!("{}/graphql", server.base))
+    let graphiql = careslot_tests::get(&format!("{}/graphql", server.base))
         .await
         .expect("graphiql");
     assert!(graphiql.text().await.expect("html").contains("graphiql"));

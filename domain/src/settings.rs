@@ -63,6 +63,16 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// `REDIS_URL`; the in-process bus when absent.
     pub redis_url: Option<String>,
+    /// `CARESLOT_REDIS_CHANNEL`, default `careslot:events`: the pub/sub channel
+    /// of one deployment (instances of one deployment must share it).
+    pub redis_channel: String,
+    /// `CARESLOT_WS_MAX_CONNECTIONS`, default 20000: open websockets per instance.
+    pub ws_max_connections: usize,
+    /// `CARESLOT_WS_KEEPALIVE_SECONDS`, default 25: ping interval on idle websockets.
+    pub ws_keepalive_seconds: u64,
+    /// `CARESLOT_WS_SEND_BUFFER`, default 256: messages queued for one slow
+    /// websocket client before the server closes it.
+    pub ws_send_buffer: usize,
     /// `CARESLOT_JWT_SECRET`, at least 32 bytes.
     pub jwt_secret: Option<String>,
     /// `CARESLOT_PHI_KEYS`: `keyid:base64,keyid:base64`; the last encrypts.
@@ -111,6 +121,10 @@ const KEYS: &[(&str, &str)] = &[
     ("database_url", "DATABASE_URL"),
     ("db_max_connections", "CARESLOT_DB_MAX_CONNECTIONS"),
     ("redis_url", "REDIS_URL"),
+    ("redis_channel", "CARESLOT_REDIS_CHANNEL"),
+    ("ws_max_connections", "CARESLOT_WS_MAX_CONNECTIONS"),
+    ("ws_keepalive_seconds", "CARESLOT_WS_KEEPALIVE_SECONDS"),
+    ("ws_send_buffer", "CARESLOT_WS_SEND_BUFFER"),
     ("jwt_secret", "CARESLOT_JWT_SECRET"),
     ("phi_keys", "CARESLOT_PHI_KEYS"),
     ("phi_index_key", "CARESLOT_PHI_INDEX_KEY"),
@@ -262,6 +276,12 @@ impl Settings {
             database_is_default,
             db_max_connections,
             redis_url,
+            redis_channel: raw
+                .get("CARESLOT_REDIS_CHANNEL")
+                .unwrap_or_else(|| "careslot:events".into()),
+            ws_max_connections: raw.positive("CARESLOT_WS_MAX_CONNECTIONS", 20_000)? as usize,
+            ws_keepalive_seconds: raw.positive("CARESLOT_WS_KEEPALIVE_SECONDS", 25)? as u64,
+            ws_send_buffer: raw.positive("CARESLOT_WS_SEND_BUFFER", 256)? as usize,
             jwt_secret,
             phi_keys,
             phi_index_key,
@@ -354,6 +374,8 @@ mod tests {
             ("CARESLOT_LOG_FORMAT", "xml"),
             ("CARESLOT_HOLD_TTL_SECONDS", "-5"),
             ("REDIS_URL", "http://x"),
+            ("CARESLOT_WS_MAX_CONNECTIONS", "0"),
+            ("CARESLOT_WS_SEND_BUFFER", "lots"),
         ] {
             let err = Settings::for_tests(&[(name, value)]).expect_err(name);
             assert_eq!(err.setting, name, "{err}");

@@ -18,6 +18,22 @@ pub mod clinic;
 mod fixtures;
 pub mod postgres;
 
+/// An HTTP client for tests. The workspace builds reqwest with rustls and no
+/// crypto provider of its own (one backend only: ring), so the provider is
+/// installed first, once per process.
+pub fn http() -> reqwest::Client {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::new()
+}
+
+/// GETs `url` with [`http`].
+pub async fn get(url: &str) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
+
 /// The bootstrap admin of every test app.
 pub const ADMIN_EMAIL: &str = "admin@clinic.test";
 /// Its password.

@@ -74,25 +74,53 @@ impl SubscriptionRoot {
     }
 }
 
+/// Metric: subscriptions open on this instance.
+pub const ACTIVE_SUBSCRIPTIONS: &str = "careslot_subscriptions_active";
+/// Metric: events delivered to subscribers.
+pub const DELIVERED: &str = "careslot_subscription_events_delivered_total";
+/// Metric: events a subscriber missed because it fell behind the bus.
+pub const DROPPED: &str = "careslot_subscription_events_dropped_total";
+
+/// Counts one open subscription while it lives.
+struct Active;
+
+impl Active {
+    fn new() -> Self {
+        metrics::gauge!(ACTIVE_SUBSCRIPTIONS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        metrics::gauge!(ACTIVE_SUBSCRIPTIONS).decrement(1.0);
+    }
+}
+
 /// The stream of bus events that `select` keeps. A receiver that falls behind
-/// skips what it missed, logs it, and goes on; it never ends silently.
+/// skips what it missed, logs and counts it, and goes on; it never ends silently.
 fn events<T: Send + 'static>(
     receiver: tokio::sync::broadcast::Receiver<Arc<DomainEvent>>,
     select: impl Fn(&Arc<DomainEvent>) -> Option<T> + Send + 'static,
 ) -> impl Stream<Item = T> {
-    futures_util::stream::unfold((receiver, select), |(mut receiver, select)| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(event) => {
-                    if let Some(item) = select(&event) {
-                        return Some((item, (receiver, select)));
+    futures_util::stream::unfold(
+        (receiver, select, Active::new()),
+        |(mut receiver, select, active)| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) => {
+                        if let Some(item) = select(&event) {
+                            metrics::counter!(DELIVERED).increment(1);
+                            return Some((item, (receiver, select, active)));
+                        }
                     }
+                    Err(RecvError::Lagged(missed)) => {
+                        metrics::counter!(DROPPED).increment(missed);
+                        tracing::warn!(missed, "subscriber lagged behind the event bus");
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "subscriber lagged behind the event bus");
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    })
+        },
+    )
 }

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+mod memory;
+mod redis;
+
+pub use memory::MemoryBus;
+pub use redis::RedisBus;
+
 /// Version of the serialized event format; instances of two releases can share a
 /// channel as long as they agree on it.
 pub const EVENT_FORMAT_VERSION: u32 = 1;
@@ -105,6 +111,26 @@ pub struct EventEnvelope {
     pub event: DomainEvent,
 }
 
+impl EventEnvelope {
+    /// Serializes `event` for the wire.
+    pub fn encode(event: &DomainEvent) -> serde_json::Result<String> {
+        serde_json::to_string(&EventEnvelope {
+            v: EVENT_FORMAT_VERSION,
+            event: event.clone(),
+        })
+    }
+
+    /// Reads an event written by any release; `None` for a newer format this
+    /// release cannot read (it is skipped and counted, not misread).
+    pub fn decode(text: &str) -> Option<DomainEvent> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        if value.get("v").and_then(serde_json::Value::as_u64) != Some(u64::from(EVENT_FORMAT_VERSION)) {
+            return None;
+        }
+        serde_json::from_value::<EventEnvelope>(value).ok().map(|e| e.event)
+    }
+}
+
 /// Carries events to subscribers of this instance (and, for a distributed bus,
 /// of every other instance).
 #[async_trait::async_trait]
@@ -118,41 +144,38 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     async fn healthy(&self) -> bool;
 }
 
-/// The in-process bus: a tokio broadcast channel.
-#[derive(Debug, Clone)]
-pub struct MemoryBus {
-    sender: broadcast::Sender<Arc<DomainEvent>>,
-}
-
-impl MemoryBus {
-    /// A bus whose receivers may fall `capacity` events behind before they lag.
-    pub fn new(capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity);
-        Self { sender }
-    }
-}
-
-impl Default for MemoryBus {
-    fn default() -> Self {
-        Self::new(4096)
-    }
-}
-
-#[async_trait::async_trait]
-impl EventBus for MemoryBus {
-    async fn publish(&self, event: DomainEvent) {
-        // No receivers is not an error: nobody is listening right now.
-        let _ = self.sender.send(Arc::new(event));
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Arc<DomainEvent>> {
-        self.sender.subscribe()
-    }
-
-    async fn healthy(&self) -> bool {
-        true
-    }
-}
-
 /// Shared handle to the bus.
 pub type SharedBus = Arc<dyn EventBus>;
+
+/// Metric names of the bus, shared by both implementations.
+pub mod metric {
+    /// Events handed to the bus by services.
+    pub const PUBLISHED: &str = "careslot_bus_events_published_total";
+    /// Events the bus could not send to Redis (delivered locally instead).
+    pub const PUBLISH_FAILED: &str = "careslot_bus_publish_failures_total";
+    /// Events received from Redis.
+    pub const RECEIVED: &str = "careslot_bus_events_received_total";
+    /// Events skipped: unreadable, of another format version, or missed by a lagging receiver.
+    pub const DROPPED: &str = "careslot_bus_events_dropped_total";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip_and_version_check() {
+        let event = DomainEvent::Slot(SlotEvent {
+            provider_id: crate::ids::ProviderId::new(),
+            start: chrono::Utc::now(),
+            end: chrono::Utc::now(),
+            status: SlotStatus::Busy,
+            reason: SlotChangeReason::Booked,
+        });
+        let text = EventEnvelope::encode(&event).expect("encodes");
+        assert_eq!(EventEnvelope::decode(&text), Some(event));
+        let newer = text.replace("\"v\":1", "\"v\":2");
+        assert_eq!(EventEnvelope::decode(&newer), None);
+        assert_eq!(EventEnvelope::decode("not json"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! Runs the real `careslot-api` binary for end-to-end tests.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_careslot-api");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The binary with a clean environment: only what the test sets.
+pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut env = env.to_vec();
+        env.push(("CARESLOT_LISTEN", &listen));
+        env.push(("CARESLOT_BOOTSTRAP_ADMIN_EMAIL", "admin@clinic.test"));
+        env.push(("CARESLOT_BOOTSTRAP_ADMIN_PASSWORD", "admin password 1234"));
+        let child = command(dir, &env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let server = Self {
+            child,
+            base: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = careslot_tests::http();
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(format!("{}/healthz", server.base)).send().await
+                && response.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("careslot-api did not answer /healthz within 60 s");
+    }
+
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = careslot_tests::http()
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request").json().await.expect("json")
+    }
+
+    /// Sends SIGTERM and answers the exit status and everything the server logged.
+    pub fn terminate(self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let output = self.child.wait_with_output().expect("server exits");
+        let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        (output.status, log)
+    }
+}
+
+impl Server {
+    /// The address for websocket clients.
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.base.replacen("http", "ws", 1))
+    }
+
+    /// Signs in as the bootstrap admin.
+    pub async fn admin_token(&self) -> String {
+        self.token("admin@clinic.test", "admin password 1234").await
+    }
+
+    /// Signs in and answers the access token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let login = self
+            .gql(
+                None,
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+                json!({ "e": email, "p": password }),
+            )
+            .await;
+        login["data"]["login"]["accessToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login failed: {login}"))
+            .to_owned()
+    }
+
+    /// Runs a query that must succeed and answers its `data`.
+    pub async fn data(&self, token: &str, query: &str, variables: Value) -> Value {
+        let response = self.gql(Some(token), query, variables).await;
+        assert!(response.get("errors").is_none(), "{query}: {response}");
+        response["data"].clone()
+    }
+}
+
+/// A websocket client speaking the GraphQL protocols by hand, to see every frame.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects with `protocol` (`graphql-transport-ws` or `graphql-ws`).
+    pub async fn connect(url: &str, protocol: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        Self { socket }
+    }
+
+    /// Connects and completes `connection_init` with `token`.
+    pub async fn initialized(url: &str, protocol: &str, token: &str) -> Self {
+        let mut client = Self::connect(url, protocol).await;
+        client
+            .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        let ack = client.next().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        client
+    }
+
+    /// Sends one JSON message.
+    pub async fn send(&mut self, message: Value) {
+        use futures_util::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::text(message.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Starts subscription `id` (either protocol).
+    pub async fn subscribe(&mut self, protocol: &str, id: &str, query: &str, variables: Value) {
+        let kind = if protocol == "graphql-ws" { "start" } else { "subscribe" };
+        self.send(json!({ "id": id, "type": kind, "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The next JSON message (pings and keep-alives skipped), or
+    /// `{"type": "close", "code": …, "reason": …}`, within 10 s.
+    pub async fn next(&mut self) -> Value {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+    }
+
+    /// Like [`WsClient::next`], `None` when nothing comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.socket.next()).await.ok()?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("json");
+                    if value["type"] == "ka" {
+                        continue;
+                    }
+                    return Some(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(json!({
+                        "type": "close",
+                        "code": frame.as_ref().map(|f| u16::from(f.code)),
+                        "reason": frame.as_ref().map(|f| f.reason.to_string()),
+                    }));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(json!({ "type": "close", "code": null })),
+            }
+        }
+    }
+}

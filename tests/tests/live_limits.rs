@@ -1,0 +1,142 @@
+//! Websocket limits in process: a client that stops reading is closed when its
+//! send queue overflows, without holding anyone else up; an instance refuses
+//! connections beyond its limit.
+
+use careslot_tests::{Backend, TestApp};
+use domain::events::{DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribed(addr: std::net::SocketAddr, token: &str, provider: uuid::Uuid) -> Socket {
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    // A small receive buffer (no autotuning) so a client that stops reading
+    // backs up into the server within a few megabytes.
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(4096).expect("buffer size");
+    let stream = tcp.connect(addr).await.expect("tcp connects");
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .expect("connects");
+    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await.expect("init");
+    let ack = socket.next().await.expect("ack").expect("frame");
+    assert!(ack.to_text().expect("text").contains("connection_ack"));
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($p: UUID!) { slotsChanged(providerId: $p, from: \"2026-01-01T00:00:00Z\", to: \"2027-01-01T00:00:00Z\") { start reason } }",
+        "variables": { "p": provider } } });
+    socket
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .expect("subscribe");
+    socket
+}
+
+fn event(provider: uuid::Uuid, i: i64) -> DomainEvent {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+        .expect("time")
+        .to_utc()
+        + chrono::Duration::minutes(i);
+    DomainEvent::Slot(SlotEvent {
+        provider_id: provider.into(),
+        start,
+        end: start + chrono::Duration::minutes(1),
+        status: SlotStatus::Busy,
+        reason: SlotChangeReason::Booked,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_and_others_go_on() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("CARESLOT_WS_SEND_BUFFER", "8")]).await;
+    let addr = app.serve().await;
+    let token = app.admin().await;
+    let provider = uuid::Uuid::new_v4();
+    let mut stalled = subscribed(addr, &token, provider).await;
+    let mut reader = subscribed(addr, &token, provider).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // The reader keeps reading while far more is published than the kernel's
+    // socket buffers and the stalled client's queue can hold.
+    let reading = tokio::spawn(async move {
+        let mut received = 0usize;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next()).await {
+            if frame.is_text() {
+                received += 1;
+            }
+        }
+        received
+    });
+    // Publish, paced so the bus does not outrun the subscriptions (they would
+    // skip, not queue), until the server lets the stalled client go.
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while app.app.ws.open.load(std::sync::atomic::Ordering::SeqCst) > 1 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the stalled client was never closed"
+        );
+        app.app.services.bus.publish(event(provider, i)).await;
+        i += 1;
+        if i % 200 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    let metrics = api::telemetry::prometheus().render();
+    assert!(
+        metrics.contains("careslot_ws_closed_by_server_total{reason=\"too_slow\"} 1"),
+        "{metrics}"
+    );
+    // The stalled client gets what was already on its way, then the end of the connection.
+    let mut ended = false;
+    while let Ok(next) = tokio::time::timeout(std::time::Duration::from_secs(10), stalled.next()).await {
+        match next {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1013));
+                ended = true;
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    assert!(ended, "the stalled connection ended");
+    let received = reading.await.expect("reader");
+    assert!(
+        received > 1000,
+        "the reading client went on receiving ({received} events)"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_refuses_connections_beyond_its_limit() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("CARESLOT_WS_MAX_CONNECTIONS", "2")]).await;
+    let addr = app.serve().await;
+    let token = app.admin().await;
+    let _one = subscribed(addr, &token, uuid::Uuid::new_v4()).await;
+    let _two = subscribed(addr, &token, uuid::Uuid::new_v4()).await;
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let third = tokio_tungstenite::connect_async(request).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+}
