@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use domain::auth::PasswordHasher;
 use domain::clock::{SharedClock, SystemClock};
 use domain::events::{MemoryBus, RedisBus, SharedBus};
+use domain::limits::RedisCounters;
 use domain::secrets::Secrets;
 use domain::settings::{Mode, Settings};
 use domain::{Policy, Services, db};
@@ -86,6 +87,15 @@ impl App {
             PasswordHasher::new()
         }
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut policy = Policy::from_settings(&settings);
+        if let Some(url) = &settings.redis_url {
+            // Limits and login throttles hold across instances.
+            policy.counters = Arc::new(
+                RedisCounters::connect(url)
+                    .await
+                    .with_context(|| format!("cannot reach Redis (REDIS_URL) {}", redact(url)))?,
+            );
+        }
         let services = Services {
             db,
             clock: options.clock,
@@ -93,7 +103,7 @@ impl App {
             tokens: secrets.tokens,
             passwords,
             bus,
-            policy: Policy::from_settings(&settings),
+            policy,
         };
         if let (Some(email), Some(password)) = (&settings.bootstrap_admin_email, &settings.bootstrap_admin_password) {
             let created = services

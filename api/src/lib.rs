@@ -5,5 +5,6 @@ pub mod app;
 mod caller;
 mod health;
 pub mod http;
+mod limits;
 pub mod telemetry;
 pub mod ws;

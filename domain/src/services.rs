@@ -20,6 +20,8 @@ pub struct Policy {
     pub refresh_ttl: chrono::Duration,
     /// The longest `availableSlots` range.
     pub max_slot_range: chrono::Duration,
+    /// Counters for login throttling (in process unless Redis is configured).
+    pub counters: crate::limits::SharedCounters,
 }
 
 impl Policy {
@@ -29,6 +31,7 @@ impl Policy {
             hold_ttl: chrono::Duration::seconds(settings.hold_ttl_seconds),
             refresh_ttl: chrono::Duration::days(settings.refresh_token_ttl_days),
             max_slot_range: chrono::Duration::days(settings.max_slot_range_days),
+            counters: std::sync::Arc::new(crate::limits::MemoryCounters::default()),
         }
     }
 }

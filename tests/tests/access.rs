@@ -75,9 +75,15 @@ fn rule(operation: &str, who: Who) -> Expect {
         }
         // Called with an id that is no job: an ADMIN passes the check and learns so.
         "retryJob" => signed_in(if who == Admin { NOT_FOUND } else { FORBIDDEN }),
-        "createPatient" | "createAppointmentType" | "setWeeklyAvailability" | "addClosedDate" | "appointmentsChanged" => {
-            signed_in(if matches!(who, Admin | Staff) { Allowed } else { FORBIDDEN })
-        }
+        "createPatient"
+        | "createAppointmentType"
+        | "setWeeklyAvailability"
+        | "addClosedDate"
+        | "appointmentsChanged" => signed_in(if matches!(who, Admin | Staff) {
+            Allowed
+        } else {
+            FORBIDDEN
+        }),
         "updatePatient" => signed_in(match who {
             Admin | Staff | Patient => Allowed,
             Provider => FORBIDDEN,
@@ -143,7 +149,9 @@ impl Fixture {
         let (day, half_hour) = (i64::from(n / 16), i64::from(n % 16));
         // Five weekdays, then skip the weekend.
         let day = day / 5 * 7 + day % 5;
-        let start = chrono::DateTime::parse_from_rfc3339("2026-11-30T14:00:00Z").expect("time").to_utc()
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-30T14:00:00Z")
+            .expect("time")
+            .to_utc()
             + chrono::Duration::days(day)
             + chrono::Duration::minutes(30 * half_hour);
         start.to_rfc3339()
@@ -151,7 +159,16 @@ impl Fixture {
 
     /// A fresh appointment of the clinic's patient with the clinic's provider.
     async fn fresh_appointment(&self, app: &TestApp) -> String {
-        let booked = self.clinic.book(app, &self.clinic.staff, &self.clinic.patient, &self.fresh_start(), json!({})).await;
+        let booked = self
+            .clinic
+            .book(
+                app,
+                &self.clinic.staff,
+                &self.clinic.patient,
+                &self.fresh_start(),
+                json!({}),
+            )
+            .await;
         booked.data()["bookAppointment"]["id"].as_str().expect("id").to_owned()
     }
 }
@@ -164,18 +181,30 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
     match operation {
         "me" => (q("{ me { id } }"), json!({})),
         "locations" => (q("{ locations { id } }"), json!({})),
-        "provider" => (q("query($id: UUID!) { provider(id: $id) { id } }"), json!({ "id": c.provider })),
+        "provider" => (
+            q("query($id: UUID!) { provider(id: $id) { id } }"),
+            json!({ "id": c.provider }),
+        ),
         "providers" => (q("{ providers { edges { cursor } } }"), json!({})),
-        "patient" => (q("query($id: UUID!) { patient(id: $id) { id name } }"), json!({ "id": c.patient })),
+        "patient" => (
+            q("query($id: UUID!) { patient(id: $id) { id name } }"),
+            json!({ "id": c.patient }),
+        ),
         "patients" => (q("{ patients { edges { cursor } } }"), json!({})),
         "appointmentTypes" => (q("{ appointmentTypes { id } }"), json!({})),
         "availableSlots" => (
             q("query($i: AvailableSlotsInput!) { availableSlots(input: $i) { start } }"),
             json!({ "i": { "appointmentTypeId": c.checkup, "from": "2026-12-01T00:00:00Z", "to": "2026-12-02T00:00:00Z" } }),
         ),
-        "appointment" => (q("query($id: UUID!) { appointment(id: $id) { id patient { name } } }"), json!({ "id": fx.appointment })),
+        "appointment" => (
+            q("query($id: UUID!) { appointment(id: $id) { id patient { name } } }"),
+            json!({ "id": fx.appointment }),
+        ),
         "appointments" => (q("{ appointments(filter: {}) { edges { cursor } } }"), json!({})),
-        "login" => (q("mutation { login(email: \"admin@clinic.test\", password: \"admin password 1234\") { accessToken } }"), json!({})),
+        "login" => (
+            q("mutation { login(email: \"admin@clinic.test\", password: \"admin password 1234\") { accessToken } }"),
+            json!({}),
+        ),
         "refreshSession" | "logout" => {
             let session = app
                 .gql(None, "mutation { login(email: \"admin@clinic.test\", password: \"admin password 1234\") { refreshToken } }", json!({}))
@@ -188,32 +217,56 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
             };
             (q(doc), json!({ "t": token }))
         }
-        "createLocation" => (q("mutation { createLocation(input: { name: \"X\", timeZone: \"UTC\" }) { id } }"), json!({})),
+        "createLocation" => (
+            q("mutation { createLocation(input: { name: \"X\", timeZone: \"UTC\" }) { id } }"),
+            json!({}),
+        ),
         "createProvider" => (
-            q("mutation($l: UUID!, $e: String!) { createProvider(input: { name: \"X\", email: $e, password: \"provider pass 1234\", locationIds: [$l] }) { id } }"),
+            q(
+                "mutation($l: UUID!, $e: String!) { createProvider(input: { name: \"X\", email: $e, password: \"provider pass 1234\", locationIds: [$l] }) { id } }",
+            ),
             json!({ "l": c.location, "e": format!("{unique}@p.test") }),
         ),
         "createUser" => (
-            q("mutation($e: String!) { createUser(input: { email: $e, password: \"staff password 1234\", role: STAFF }) { id } }"),
+            q(
+                "mutation($e: String!) { createUser(input: { email: $e, password: \"staff password 1234\", role: STAFF }) { id } }",
+            ),
             json!({ "e": format!("{unique}@s.test") }),
         ),
-        "createPatient" => (q("mutation { createPatient(input: { name: \"X\", birthDate: \"1990-01-01\" }) { id } }"), json!({})),
-        "updatePatient" => (q("mutation($id: UUID!) { updatePatient(id: $id, input: { phone: \"+15550001111\" }) { id } }"), json!({ "id": c.patient })),
+        "createPatient" => (
+            q("mutation { createPatient(input: { name: \"X\", birthDate: \"1990-01-01\" }) { id } }"),
+            json!({}),
+        ),
+        "updatePatient" => (
+            q("mutation($id: UUID!) { updatePatient(id: $id, input: { phone: \"+15550001111\" }) { id } }"),
+            json!({ "id": c.patient }),
+        ),
         "createAppointmentType" => (
-            q("mutation($l: UUID!) { createAppointmentType(input: { name: \"X\", durationMinutes: 20, locationId: $l }) { id } }"),
+            q(
+                "mutation($l: UUID!) { createAppointmentType(input: { name: \"X\", durationMinutes: 20, locationId: $l }) { id } }",
+            ),
             json!({ "l": c.location }),
         ),
         "setWeeklyAvailability" => (
-            q("mutation($p: UUID!, $l: UUID!, $r: [WeeklyRuleInput!]!) { setWeeklyAvailability(providerId: $p, locationId: $l, rules: $r) { id } }"),
+            q(
+                "mutation($p: UUID!, $l: UUID!, $r: [WeeklyRuleInput!]!) { setWeeklyAvailability(providerId: $p, locationId: $l, rules: $r) { id } }",
+            ),
             json!({ "p": c.provider, "l": c.location, "r": careslot_tests::clinic::weekdays_nine_to_five() }),
         ),
         "addTimeOff" => (
-            q("mutation($p: UUID!) { addTimeOff(input: { providerId: $p, start: \"2027-06-01T00:00:00Z\", end: \"2027-06-02T00:00:00Z\" }) }"),
+            q(
+                "mutation($p: UUID!) { addTimeOff(input: { providerId: $p, start: \"2027-06-01T00:00:00Z\", end: \"2027-06-02T00:00:00Z\" }) }",
+            ),
             json!({ "p": c.provider }),
         ),
-        "addClosedDate" => (q("mutation($l: UUID!) { addClosedDate(locationId: $l, date: \"2027-07-04\") }"), json!({ "l": c.location })),
+        "addClosedDate" => (
+            q("mutation($l: UUID!) { addClosedDate(locationId: $l, date: \"2027-07-04\") }"),
+            json!({ "l": c.location }),
+        ),
         "holdSlot" => (
-            q("mutation($p: UUID!, $t: UUID!, $s: DateTime!) { holdSlot(input: { providerId: $p, appointmentTypeId: $t, start: $s }) { id } }"),
+            q(
+                "mutation($p: UUID!, $t: UUID!, $s: DateTime!) { holdSlot(input: { providerId: $p, appointmentTypeId: $t, start: $s }) { id } }",
+            ),
             json!({ "p": c.provider, "t": c.checkup, "s": fx.fresh_start() }),
         ),
         "releaseHold" => {
@@ -224,7 +277,10 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
                     json!({ "p": c.provider, "t": c.checkup, "s": fx.fresh_start() }),
                 )
                 .await;
-            (q("mutation($id: UUID!) { releaseHold(id: $id) }"), json!({ "id": held.data()["holdSlot"]["id"] }))
+            (
+                q("mutation($id: UUID!) { releaseHold(id: $id) }"),
+                json!({ "id": held.data()["holdSlot"]["id"] }),
+            )
         }
         "bookAppointment" => (
             q("mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { id } }"),
@@ -232,11 +288,17 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
         ),
         "rescheduleAppointment" => {
             let id = fx.fresh_appointment(app).await;
-            (q("mutation($id: UUID!, $s: DateTime!) { rescheduleAppointment(id: $id, start: $s) { id } }"), json!({ "id": id, "s": fx.fresh_start() }))
+            (
+                q("mutation($id: UUID!, $s: DateTime!) { rescheduleAppointment(id: $id, start: $s) { id } }"),
+                json!({ "id": id, "s": fx.fresh_start() }),
+            )
         }
         "cancelAppointment" | "markArrived" | "markNoShow" => {
             let id = fx.fresh_appointment(app).await;
-            (format!("mutation($id: UUID!) {{ {operation}(id: $id) {{ id }} }}"), json!({ "id": id }))
+            (
+                format!("mutation($id: UUID!) {{ {operation}(id: $id) {{ id }} }}"),
+                json!({ "id": id }),
+            )
         }
         "checkInAppointment" | "completeAppointment" => {
             let id = fx.fresh_appointment(app).await;
@@ -244,15 +306,26 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
             if operation == "completeAppointment" {
                 c.change(app, &c.staff, "checkInAppointment", &id).await.data();
             }
-            (format!("mutation($id: UUID!) {{ {operation}(id: $id) {{ id }} }}"), json!({ "id": id }))
+            (
+                format!("mutation($id: UUID!) {{ {operation}(id: $id) {{ id }} }}"),
+                json!({ "id": id }),
+            )
         }
         "deadLetters" => (q("{ deadLetters { edges { cursor } } }"), json!({})),
-        "retryJob" => (q("mutation($id: UUID!) { retryJob(id: $id) { id } }"), json!({ "id": uuid::Uuid::new_v4() })),
+        "retryJob" => (
+            q("mutation($id: UUID!) { retryJob(id: $id) { id } }"),
+            json!({ "id": uuid::Uuid::new_v4() }),
+        ),
         "slotsChanged" => (
-            q("subscription($p: UUID!) { slotsChanged(providerId: $p, from: \"2026-12-01T00:00:00Z\", to: \"2026-12-02T00:00:00Z\") { start } }"),
+            q(
+                "subscription($p: UUID!) { slotsChanged(providerId: $p, from: \"2026-12-01T00:00:00Z\", to: \"2026-12-02T00:00:00Z\") { start } }",
+            ),
             json!({ "p": c.provider }),
         ),
-        "appointmentsChanged" => (q("subscription($l: UUID!) { appointmentsChanged(locationId: $l) { kind } }"), json!({ "l": c.location })),
+        "appointmentsChanged" => (
+            q("subscription($l: UUID!) { appointmentsChanged(locationId: $l) { kind } }"),
+            json!({ "l": c.location }),
+        ),
         other => panic!("operation {other} has no call in tests/tests/access.rs"),
     }
 }
@@ -268,13 +341,22 @@ fn outcome(operation: &str, response: &Value) -> Expect {
             _ => Allowed,
         };
     }
-    if response["data"][operation].is_null() { Null } else { Allowed }
+    if response["data"][operation].is_null() {
+        Null
+    } else {
+        Allowed
+    }
 }
 
 async fn subscribe(app: &TestApp, who: Option<&str>, query: &str, variables: Value) -> Value {
     let mut caller = Caller::default();
     if let Some(token) = who {
-        let claims = app.app.services.tokens.verify(token, domain::clock::Clock::now(&app.clock)).expect("valid token");
+        let claims = app
+            .app
+            .services
+            .tokens
+            .verify(token, domain::clock::Clock::now(&app.clock))
+            .expect("valid token");
         caller.actor = Some(claims.actor());
     }
     let request = Request::new(query)
@@ -292,7 +374,9 @@ async fn subscribe(app: &TestApp, who: Option<&str>, query: &str, variables: Val
 async fn every_operation_answers_every_caller_as_its_rule_says() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let clinic = Clinic::open(&app).await;
-    let other = app.create_provider(&clinic.admin, "Dr. Other", "other@clinic.test", &[&clinic.location]).await;
+    let other = app
+        .create_provider(&clinic.admin, "Dr. Other", "other@clinic.test", &[&clinic.location])
+        .await;
     assert!(!other.is_empty());
     let other_provider_token = app.login("other@clinic.test", "provider pass 1234").await;
     app.create_patient(&clinic.staff, json!({ "name": "Olive Other", "birthDate": "1970-01-01", "email": "olive@x.org", "password": "long enough password" }))
@@ -312,12 +396,19 @@ async fn every_operation_answers_every_caller_as_its_rule_says() {
     let document = async_graphql::parser::parse_schema(&sdl).expect("sdl");
     let mut operations = Vec::new();
     for definition in &document.definitions {
-        let async_graphql::parser::types::TypeSystemDefinition::Type(ty) = definition else { continue };
+        let async_graphql::parser::types::TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
         let root = ty.node.name.node.as_str();
         if let async_graphql::parser::types::TypeKind::Object(object) = &ty.node.kind
             && ["Query", "Mutation", "Subscription"].contains(&root)
         {
-            operations.extend(object.fields.iter().map(|f| (root.to_owned(), f.node.name.node.to_string())));
+            operations.extend(
+                object
+                    .fields
+                    .iter()
+                    .map(|f| (root.to_owned(), f.node.name.node.to_string())),
+            );
         }
     }
     assert!(operations.len() >= 30, "{operations:?}");
@@ -329,15 +420,26 @@ async fn every_operation_answers_every_caller_as_its_rule_says() {
             let (query, variables) = call(&app, &fx, operation).await;
             let response = if root == "Subscription" {
                 let answer = subscribe(&app, fx.token(who), &query, variables).await;
-                if answer["data"]["open"] == true { json!({ "data": { operation.as_str(): true } }) } else { answer }
+                if answer["data"]["open"] == true {
+                    json!({ "data": { operation.as_str(): true } })
+                } else {
+                    answer
+                }
             } else {
                 app.gql(fx.token(who), &query, variables).await.0
             };
             let got = outcome(operation, &response);
             if got != expected {
-                failures.push(format!("{operation} as {who:?}: expected {expected:?}, got {got:?}: {response}"));
+                failures.push(format!(
+                    "{operation} as {who:?}: expected {expected:?}, got {got:?}: {response}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} access rule violations:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} access rule violations:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -3,6 +3,7 @@
 mod actor;
 mod password;
 mod service;
+mod throttle;
 mod tokens;
 
 pub use actor::{Actor, Role};

@@ -54,11 +54,16 @@ pub(crate) struct NewUser<'a> {
 
 impl Services {
     /// Signs in with email and password. An unknown email and a wrong password
-    /// answer the same error after the same work.
-    pub async fn login(&self, email: &str, password: &str) -> ServiceResult<AuthSession> {
+    /// answer the same error after the same work. Repeated failures for one
+    /// email (known or not) or from one address lock further attempts for a
+    /// growing time (`RATE_LIMITED` with the wait).
+    pub async fn login(&self, caller: &Caller, email: &str, password: &str) -> ServiceResult<AuthSession> {
         let normalized = email.trim().to_lowercase();
+        let bidx = self.keyring.blind_index("email", &normalized);
+        let throttles = super::throttle::keys(&bidx, caller.meta.client_ip.as_deref());
+        super::throttle::check(self.policy.counters.as_ref(), &throttles).await?;
         let row = user::Entity::find()
-            .filter(user::Column::EmailBidx.eq(self.keyring.blind_index("email", &normalized)))
+            .filter(user::Column::EmailBidx.eq(bidx))
             .one(&self.db)
             .await?;
         let ok = self
@@ -67,8 +72,12 @@ impl Services {
             .await?;
         let row = match row {
             Some(row) if ok && !row.disabled => row,
-            _ => return Err(BAD_LOGIN),
+            _ => {
+                super::throttle::failed(self.policy.counters.as_ref(), &throttles).await;
+                return Err(BAD_LOGIN);
+            }
         };
+        super::throttle::succeeded(self.policy.counters.as_ref(), &throttles).await;
         let user = self.user_from_row(&row)?;
         let txn = self.db.begin().await?;
         let session = self.start_session(&txn, user, Uuid::now_v7()).await?;

@@ -24,7 +24,11 @@ pub struct AuthMutation;
 impl AuthMutation {
     /// Signs in; answers an access token and a single-use refresh token.
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<AuthPayload> {
-        services(ctx).login(&email, &password).await.gql().map(AuthPayload)
+        services(ctx)
+            .login(caller(ctx), &email, &password)
+            .await
+            .gql()
+            .map(AuthPayload)
     }
 
     /// Trades a refresh token for a new session; a token works once, and a reused
