@@ -26,6 +26,8 @@ async fn main() -> ExitCode {
         }
     };
     api::telemetry::init(settings.log_format);
+    // One rustls provider (ring) for the process, before any TLS client is built.
+    workers::install_crypto_provider();
     let result = match command.as_str() {
         "serve" => serve(settings).await,
         "migrate" => migrate(settings).await,
@@ -64,6 +66,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (CARESLOT_LISTEN)"))?;
     let router = api::http::router(app.clone());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let background = if app.settings.worker_embedded {
+        tracing::info!("job worker running in this process (CARESLOT_WORKER_EMBEDDED)");
+        workers::spawn(app.services.clone(), &app.settings, stopping)?
+    } else {
+        Vec::new()
+    };
     tracing::info!("Careslot listening on http://{listen}");
     if app.settings.mode == domain::settings::Mode::Development {
         tracing::info!("GraphiQL at http://{listen}/graphql");
@@ -72,8 +81,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // The embedded worker stops claiming and finishes what is in flight.
+        let _ = stop.send(true);
+    })
     .await?;
+    for task in background {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

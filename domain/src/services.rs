@@ -20,8 +20,20 @@ pub struct Policy {
     pub refresh_ttl: chrono::Duration,
     /// The longest `availableSlots` range.
     pub max_slot_range: chrono::Duration,
-    /// Counters for login throttling (in process unless Redis is configured).
-    pub counters: crate::limits::SharedCounters,
+    /// Default reminder offsets (locations and types may override).
+    pub reminder_offsets: crate::notifications::ReminderOffsets,
+    /// Default SMS quiet hours in each location's zone (locations may override).
+    pub sms_quiet_hours: Option<crate::notifications::QuietHours>,
+    /// Attempts before a job is dead-lettered.
+    pub job_max_attempts: i32,
+    /// First retry delay (doubling, with jitter).
+    pub backoff_base: chrono::Duration,
+    /// Longest retry delay.
+    pub backoff_max: chrono::Duration,
+    /// How long finished jobs are kept.
+    pub job_retention: chrono::Duration,
+    /// BOOKED becomes NOSHOW this long after the end.
+    pub noshow_grace: chrono::Duration,
 }
 
 impl Policy {
@@ -31,7 +43,13 @@ impl Policy {
             hold_ttl: chrono::Duration::seconds(settings.hold_ttl_seconds),
             refresh_ttl: chrono::Duration::days(settings.refresh_token_ttl_days),
             max_slot_range: chrono::Duration::days(settings.max_slot_range_days),
-            counters: std::sync::Arc::new(crate::limits::MemoryCounters::default()),
+            reminder_offsets: settings.reminder_offsets.clone(),
+            sms_quiet_hours: settings.sms_quiet_hours,
+            job_max_attempts: i32::try_from(settings.job_max_attempts).unwrap_or(i32::MAX),
+            backoff_base: chrono::Duration::seconds(settings.job_backoff_base_seconds),
+            backoff_max: chrono::Duration::seconds(settings.job_backoff_max_seconds),
+            job_retention: chrono::Duration::days(settings.job_retention_days),
+            noshow_grace: chrono::Duration::minutes(settings.noshow_grace_minutes),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! A file uses the same names as the environment, lower-cased and without the
 //! `CARESLOT_` prefix (`listen = "0.0.0.0:8080"`, `database_url = "postgres://…"`).
 
+use crate::notifications::{QuietHours, ReminderOffsets};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,13 +74,6 @@ pub struct Settings {
     /// `CARESLOT_WS_SEND_BUFFER`, default 256: messages queued for one slow
     /// websocket client before the server closes it.
     pub ws_send_buffer: usize,
-    /// `CARESLOT_RATE_LIMIT_IP_PER_MINUTE`, default 1200: GraphQL requests per client address.
-    pub rate_limit_ip_per_minute: u64,
-    /// `CARESLOT_RATE_LIMIT_USER_PER_MINUTE`, default 600: GraphQL requests per signed-in user.
-    pub rate_limit_user_per_minute: u64,
-    /// `CARESLOT_CORS_ORIGINS`: comma-separated origins allowed to call the API
-    /// from a browser; none (same origin only) by default.
-    pub cors_origins: Vec<String>,
     /// `CARESLOT_JWT_SECRET`, at least 32 bytes.
     pub jwt_secret: Option<String>,
     /// `CARESLOT_PHI_KEYS`: `keyid:base64,keyid:base64`; the last encrypts.
@@ -116,6 +110,39 @@ pub struct Settings {
     pub twilio_from_number: Option<String>,
     /// `CARESLOT_TWILIO_BASE_URL`, default `https://api.twilio.com`.
     pub twilio_base_url: String,
+    /// `CARESLOT_EMAIL_FROM`, default `Careslot <no-reply@careslot.invalid>`.
+    pub email_from: String,
+    /// `CARESLOT_REMINDER_OFFSETS_MINUTES`, default `1440,120`: reminders this many
+    /// minutes before the start (locations and appointment types may override).
+    pub reminder_offsets: ReminderOffsets,
+    /// `CARESLOT_SMS_QUIET_HOURS`, default `21:00-08:00` in each location's zone;
+    /// `off` sends SMS at any hour (locations may override).
+    pub sms_quiet_hours: Option<QuietHours>,
+    /// `CARESLOT_WORKER_EMBEDDED`: `true`, `false` or `auto` (default: on when the
+    /// embedded SQLite is used). Runs the job worker inside `careslot-api`.
+    pub worker_embedded: bool,
+    /// `CARESLOT_WORKER_POLL_SECONDS`, default 5: how often an idle worker looks for due jobs.
+    pub worker_poll_seconds: i64,
+    /// `CARESLOT_WORKER_CONCURRENCY`, default 4: jobs one worker claims and runs at once.
+    pub worker_concurrency: i64,
+    /// `CARESLOT_WORKER_LEASE_SECONDS`, default 300: how long a claim lasts before
+    /// another worker may take the job over (more than twice the send timeout).
+    pub worker_lease_seconds: i64,
+    /// `CARESLOT_SEND_TIMEOUT_SECONDS`, default 30: the longest one SMTP or Twilio call may take.
+    pub send_timeout_seconds: i64,
+    /// `CARESLOT_JOB_MAX_ATTEMPTS`, default 8: attempts before a job is dead-lettered.
+    pub job_max_attempts: i64,
+    /// `CARESLOT_JOB_BACKOFF_BASE_SECONDS`, default 30: the first retry's delay (doubling, with jitter).
+    pub job_backoff_base_seconds: i64,
+    /// `CARESLOT_JOB_BACKOFF_MAX_SECONDS`, default 3600: the longest retry delay.
+    pub job_backoff_max_seconds: i64,
+    /// `CARESLOT_JOB_RETENTION_DAYS`, default 30: finished jobs are pruned after this.
+    pub job_retention_days: i64,
+    /// `CARESLOT_NOSHOW_GRACE_MINUTES`, default 60: BOOKED becomes NOSHOW this long
+    /// after the end when nobody marked an arrival.
+    pub noshow_grace_minutes: i64,
+    /// `CARESLOT_SWEEP_INTERVAL_SECONDS`, default 60: how often the periodic sweeps run.
+    pub sweep_interval_seconds: i64,
     /// Names of the settings that took their default, for the start-up log.
     pub defaulted: Vec<&'static str>,
 }
@@ -132,9 +159,6 @@ const KEYS: &[(&str, &str)] = &[
     ("ws_max_connections", "CARESLOT_WS_MAX_CONNECTIONS"),
     ("ws_keepalive_seconds", "CARESLOT_WS_KEEPALIVE_SECONDS"),
     ("ws_send_buffer", "CARESLOT_WS_SEND_BUFFER"),
-    ("rate_limit_ip_per_minute", "CARESLOT_RATE_LIMIT_IP_PER_MINUTE"),
-    ("rate_limit_user_per_minute", "CARESLOT_RATE_LIMIT_USER_PER_MINUTE"),
-    ("cors_origins", "CARESLOT_CORS_ORIGINS"),
     ("jwt_secret", "CARESLOT_JWT_SECRET"),
     ("phi_keys", "CARESLOT_PHI_KEYS"),
     ("phi_index_key", "CARESLOT_PHI_INDEX_KEY"),
@@ -153,6 +177,20 @@ const KEYS: &[(&str, &str)] = &[
     ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
     ("twilio_from_number", "TWILIO_FROM_NUMBER"),
     ("twilio_base_url", "CARESLOT_TWILIO_BASE_URL"),
+    ("email_from", "CARESLOT_EMAIL_FROM"),
+    ("reminder_offsets_minutes", "CARESLOT_REMINDER_OFFSETS_MINUTES"),
+    ("sms_quiet_hours", "CARESLOT_SMS_QUIET_HOURS"),
+    ("worker_embedded", "CARESLOT_WORKER_EMBEDDED"),
+    ("worker_poll_seconds", "CARESLOT_WORKER_POLL_SECONDS"),
+    ("worker_concurrency", "CARESLOT_WORKER_CONCURRENCY"),
+    ("worker_lease_seconds", "CARESLOT_WORKER_LEASE_SECONDS"),
+    ("send_timeout_seconds", "CARESLOT_SEND_TIMEOUT_SECONDS"),
+    ("job_max_attempts", "CARESLOT_JOB_MAX_ATTEMPTS"),
+    ("job_backoff_base_seconds", "CARESLOT_JOB_BACKOFF_BASE_SECONDS"),
+    ("job_backoff_max_seconds", "CARESLOT_JOB_BACKOFF_MAX_SECONDS"),
+    ("job_retention_days", "CARESLOT_JOB_RETENTION_DAYS"),
+    ("noshow_grace_minutes", "CARESLOT_NOSHOW_GRACE_MINUTES"),
+    ("sweep_interval_seconds", "CARESLOT_SWEEP_INTERVAL_SECONDS"),
 ];
 
 /// The raw values, environment over file, with the names to report errors by.
@@ -278,6 +316,7 @@ impl Settings {
                 ));
             }
         };
+        let worker = WorkerSettings::read(&mut raw, database_is_default)?;
         let settings = Settings {
             mode,
             listen,
@@ -292,9 +331,6 @@ impl Settings {
             ws_max_connections: raw.positive("CARESLOT_WS_MAX_CONNECTIONS", 20_000)? as usize,
             ws_keepalive_seconds: raw.positive("CARESLOT_WS_KEEPALIVE_SECONDS", 25)? as u64,
             ws_send_buffer: raw.positive("CARESLOT_WS_SEND_BUFFER", 256)? as usize,
-            rate_limit_ip_per_minute: raw.positive("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", 1200)? as u64,
-            rate_limit_user_per_minute: raw.positive("CARESLOT_RATE_LIMIT_USER_PER_MINUTE", 600)? as u64,
-            cors_origins: cors_origins(raw.get("CARESLOT_CORS_ORIGINS"))?,
             jwt_secret,
             phi_keys,
             phi_index_key,
@@ -315,8 +351,51 @@ impl Settings {
             twilio_base_url: raw
                 .get("CARESLOT_TWILIO_BASE_URL")
                 .unwrap_or_else(|| "https://api.twilio.com".into()),
+            email_from: worker.email_from,
+            reminder_offsets: worker.reminder_offsets,
+            sms_quiet_hours: worker.sms_quiet_hours,
+            worker_embedded: worker.embedded,
+            worker_poll_seconds: worker.poll_seconds,
+            worker_concurrency: worker.concurrency,
+            worker_lease_seconds: worker.lease_seconds,
+            send_timeout_seconds: worker.send_timeout_seconds,
+            job_max_attempts: worker.max_attempts,
+            job_backoff_base_seconds: worker.backoff_base_seconds,
+            job_backoff_max_seconds: worker.backoff_max_seconds,
+            job_retention_days: worker.retention_days,
+            noshow_grace_minutes: worker.noshow_grace_minutes,
+            sweep_interval_seconds: worker.sweep_interval_seconds,
             defaulted: Vec::new(),
         };
+        let twilio = [
+            settings.twilio_account_sid.is_some(),
+            settings.twilio_auth_token.is_some(),
+            settings.twilio_from_number.is_some(),
+        ];
+        if twilio.contains(&true) && twilio.contains(&false) {
+            return Err(SettingsError::new(
+                "TWILIO_ACCOUNT_SID",
+                "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER go together",
+            ));
+        }
+        for (name, url) in [
+            ("CARESLOT_TWILIO_BASE_URL", Some(&settings.twilio_base_url)),
+            ("CARESLOT_SMTP_URL", settings.smtp_url.as_ref()),
+        ] {
+            let schemes: &[&str] = if name == "CARESLOT_SMTP_URL" {
+                &["smtp://", "smtps://"]
+            } else {
+                &["http://", "https://"]
+            };
+            if let Some(url) = url
+                && !schemes.iter().any(|s| url.starts_with(s))
+            {
+                return Err(SettingsError::new(
+                    name,
+                    format!("must start with {}", schemes.join(" or ")),
+                ));
+            }
+        }
         if settings.bootstrap_admin_email.is_some() != settings.bootstrap_admin_password.is_some() {
             return Err(SettingsError::new(
                 "CARESLOT_BOOTSTRAP_ADMIN_PASSWORD",
@@ -344,29 +423,6 @@ impl Settings {
     }
 }
 
-/// Parses the CORS allowlist: exact origins (`https://app.clinic.example`).
-fn cors_origins(value: Option<String>) -> Result<Vec<String>, SettingsError> {
-    let Some(value) = value else { return Ok(Vec::new()) };
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|origin| {
-            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
-                && !origin.ends_with('/')
-                && !origin.contains('*');
-            if valid {
-                Ok(origin.to_owned())
-            } else {
-                Err(SettingsError::new(
-                    "CARESLOT_CORS_ORIGINS",
-                    format!("{origin:?} is not an origin like https://app.example.org (no wildcards, no path)"),
-                ))
-            }
-        })
-        .collect()
-}
-
 fn read_file(path: &str) -> Result<Vec<(String, String)>, SettingsError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| SettingsError::new("CARESLOT_CONFIG", format!("{path}: {e}")))?;
@@ -385,6 +441,102 @@ fn read_file(path: &str) -> Result<Vec<(String, String)>, SettingsError> {
         .collect())
 }
 
+/// The worker's settings, read apart to keep [`Settings::from_raw`] short.
+struct WorkerSettings {
+    email_from: String,
+    reminder_offsets: ReminderOffsets,
+    sms_quiet_hours: Option<QuietHours>,
+    embedded: bool,
+    poll_seconds: i64,
+    concurrency: i64,
+    lease_seconds: i64,
+    send_timeout_seconds: i64,
+    max_attempts: i64,
+    backoff_base_seconds: i64,
+    backoff_max_seconds: i64,
+    retention_days: i64,
+    noshow_grace_minutes: i64,
+    sweep_interval_seconds: i64,
+}
+
+impl WorkerSettings {
+    fn read(raw: &mut Raw, database_is_default: bool) -> Result<Self, SettingsError> {
+        let email_from = raw
+            .get("CARESLOT_EMAIL_FROM")
+            .unwrap_or_else(|| "Careslot <no-reply@careslot.invalid>".into());
+        if !email_from.contains('@') || email_from.chars().any(char::is_control) {
+            return Err(SettingsError::new(
+                "CARESLOT_EMAIL_FROM",
+                "must be an address, e.g. Clinic <no-reply@clinic.example>",
+            ));
+        }
+        let reminder_offsets = match raw.get("CARESLOT_REMINDER_OFFSETS_MINUTES") {
+            None => ReminderOffsets::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|e| SettingsError::new("CARESLOT_REMINDER_OFFSETS_MINUTES", format!("{text:?}: {e}")))?,
+        };
+        let sms_quiet_hours = match raw.get("CARESLOT_SMS_QUIET_HOURS") {
+            None => Some(QuietHours::default()),
+            Some(text) => QuietHours::parse_setting(&text)
+                .map_err(|e| SettingsError::new("CARESLOT_SMS_QUIET_HOURS", format!("{text:?}: {e}")))?,
+        };
+        let embedded = match raw.get("CARESLOT_WORKER_EMBEDDED").as_deref().map(str::trim) {
+            None | Some("auto") => database_is_default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(SettingsError::new(
+                    "CARESLOT_WORKER_EMBEDDED",
+                    format!("{other:?}: expected true, false or auto"),
+                ));
+            }
+        };
+        let send_timeout_seconds = raw.positive("CARESLOT_SEND_TIMEOUT_SECONDS", 30)?;
+        let lease_seconds = raw.positive("CARESLOT_WORKER_LEASE_SECONDS", 300)?;
+        // A claim must outlive the slowest send, or a second worker could take
+        // the job over while the first is still talking to the peer.
+        if lease_seconds <= 2 * send_timeout_seconds {
+            return Err(SettingsError::new(
+                "CARESLOT_WORKER_LEASE_SECONDS",
+                "must be more than twice CARESLOT_SEND_TIMEOUT_SECONDS",
+            ));
+        }
+        let backoff_base_seconds = raw.positive("CARESLOT_JOB_BACKOFF_BASE_SECONDS", 30)?;
+        let backoff_max_seconds = raw.positive("CARESLOT_JOB_BACKOFF_MAX_SECONDS", 3600)?;
+        if backoff_max_seconds < backoff_base_seconds {
+            return Err(SettingsError::new(
+                "CARESLOT_JOB_BACKOFF_MAX_SECONDS",
+                "must be at least CARESLOT_JOB_BACKOFF_BASE_SECONDS",
+            ));
+        }
+        let max_attempts = raw.positive("CARESLOT_JOB_MAX_ATTEMPTS", 8)?;
+        if max_attempts > 100 {
+            return Err(SettingsError::new("CARESLOT_JOB_MAX_ATTEMPTS", "must be at most 100"));
+        }
+        let concurrency = raw.positive("CARESLOT_WORKER_CONCURRENCY", 4)?;
+        if concurrency > 256 {
+            return Err(SettingsError::new("CARESLOT_WORKER_CONCURRENCY", "must be at most 256"));
+        }
+        Ok(Self {
+            email_from,
+            reminder_offsets,
+            sms_quiet_hours,
+            embedded,
+            poll_seconds: raw.positive("CARESLOT_WORKER_POLL_SECONDS", 5)?,
+            concurrency,
+            lease_seconds,
+            send_timeout_seconds,
+            max_attempts,
+            backoff_base_seconds,
+            backoff_max_seconds,
+            retention_days: raw.positive("CARESLOT_JOB_RETENTION_DAYS", 30)?,
+            noshow_grace_minutes: raw.positive("CARESLOT_NOSHOW_GRACE_MINUTES", 60)?,
+            sweep_interval_seconds: raw.positive("CARESLOT_SWEEP_INTERVAL_SECONDS", 60)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +550,30 @@ mod tests {
         assert!(s.database_url.starts_with("sqlite://"));
         assert!(s.defaulted.contains(&"DATABASE_URL"));
         assert_eq!(s.hold_ttl_seconds, 300);
+        assert_eq!(s.reminder_offsets.minutes(), &[1440, 120]);
+        assert!(s.worker_embedded, "the embedded default runs the worker in the API");
+        assert_eq!(s.sms_quiet_hours.map(|q| q.to_string()).as_deref(), Some("21:00-08:00"));
+    }
+
+    #[test]
+    fn worker_settings_parse() {
+        let s = Settings::for_tests(&[
+            ("DATABASE_URL", "postgres://db/careslot"),
+            ("CARESLOT_REMINDER_OFFSETS_MINUTES", "2880, 60"),
+            ("CARESLOT_SMS_QUIET_HOURS", "off"),
+            ("CARESLOT_WORKER_LEASE_SECONDS", "120"),
+            ("CARESLOT_SEND_TIMEOUT_SECONDS", "10"),
+        ])
+        .expect("loads");
+        assert!(!s.worker_embedded, "production runs careslot-worker on its own");
+        assert_eq!(s.reminder_offsets.minutes(), &[2880, 60]);
+        assert!(s.sms_quiet_hours.is_none());
+        let forced = Settings::for_tests(&[
+            ("DATABASE_URL", "postgres://db/x"),
+            ("CARESLOT_WORKER_EMBEDDED", "true"),
+        ])
+        .expect("loads");
+        assert!(forced.worker_embedded);
     }
 
     #[test]
@@ -412,8 +588,25 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("CARESLOT_WS_MAX_CONNECTIONS", "0"),
             ("CARESLOT_WS_SEND_BUFFER", "lots"),
-            ("CARESLOT_CORS_ORIGINS", "*"),
-            ("CARESLOT_RATE_LIMIT_USER_PER_MINUTE", "0"),
+            ("CARESLOT_REMINDER_OFFSETS_MINUTES", "1440,abc"),
+            ("CARESLOT_REMINDER_OFFSETS_MINUTES", "0"),
+            ("CARESLOT_REMINDER_OFFSETS_MINUTES", "120,120"),
+            ("CARESLOT_SMS_QUIET_HOURS", "21:00"),
+            ("CARESLOT_SMS_QUIET_HOURS", "25:00-08:00"),
+            ("CARESLOT_SMS_QUIET_HOURS", "08:00-08:00"),
+            ("CARESLOT_WORKER_EMBEDDED", "sometimes"),
+            ("CARESLOT_WORKER_POLL_SECONDS", "0"),
+            ("CARESLOT_WORKER_CONCURRENCY", "1000"),
+            ("CARESLOT_WORKER_LEASE_SECONDS", "60"),
+            ("CARESLOT_JOB_MAX_ATTEMPTS", "-1"),
+            ("CARESLOT_JOB_BACKOFF_MAX_SECONDS", "10"),
+            ("CARESLOT_JOB_RETENTION_DAYS", "x"),
+            ("CARESLOT_NOSHOW_GRACE_MINUTES", "0"),
+            ("CARESLOT_SWEEP_INTERVAL_SECONDS", "-3"),
+            ("CARESLOT_EMAIL_FROM", "nobody"),
+            ("CARESLOT_SMTP_URL", "http://mail"),
+            ("CARESLOT_TWILIO_BASE_URL", "ftp://twilio"),
+            ("TWILIO_ACCOUNT_SID", "AC123"),
         ] {
             let err = Settings::for_tests(&[(name, value)]).expect_err(name);
             assert_eq!(err.setting, name, "{err}");

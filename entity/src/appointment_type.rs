@@ -17,6 +17,8 @@ pub struct Model {
     pub slot_interval_minutes: Option<i32>,
     pub min_notice_minutes: i32,
     pub max_advance_days: Option<i32>,
+    /// Reminder offsets of this type, overriding the location's.
+    pub reminder_offsets_minutes: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod availability_rule;
 pub mod hold;
 pub mod job;
+pub mod job_delivery;
 pub mod location;
 pub mod location_closed_date;
 pub mod patient;

@@ -13,6 +13,12 @@ pub struct Model {
     pub time_zone: String,
     /// How long before the start a patient may still cancel or reschedule.
     pub cancel_notice_minutes: i32,
+    /// Minutes before the start at which reminders go out, e.g. `1440,120`;
+    /// the deployment default when absent.
+    pub reminder_offsets_minutes: Option<String>,
+    /// Local `HH:MM-HH:MM` during which no SMS is sent, or `off`; the
+    /// deployment default when absent.
+    pub sms_quiet_hours: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

@@ -16,6 +16,10 @@ pub struct Model {
     pub phone_enc: Option<Vec<u8>>,
     pub email_bidx: Option<String>,
     pub phone_bidx: Option<String>,
+    /// The patient accepts email notifications.
+    pub notify_email: bool,
+    /// The patient accepts SMS notifications.
+    pub notify_sms: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

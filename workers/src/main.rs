@@ -1,17 +1,106 @@
-//! `careslot-worker`: the background job process.
+//! `careslot-worker`: the background job process. Settings come from the
+//! environment like `careslot-api`'s; SIGTERM (or Ctrl-C) stops claiming, lets
+//! in-flight sends finish, puts back what did not, and exits.
 
-use domain::settings::Settings;
+use anyhow::Context as _;
+use domain::auth::PasswordHasher;
+use domain::clock::SystemClock;
+use domain::events::{MemoryBus, SharedBus};
+use domain::secrets::Secrets;
+use domain::settings::{LogFormat, Settings};
+use domain::{Policy, Services, db};
 use std::process::ExitCode;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-fn main() -> ExitCode {
-    match Settings::from_env() {
-        Ok(_) => {
-            eprintln!("careslot-worker: the job queue is not implemented yet");
-            ExitCode::FAILURE
-        }
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("careslot-worker: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    init_logging(settings.log_format);
+    workers::install_crypto_provider();
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("careslot-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let secrets = Secrets::resolve(&settings)?;
+    let db = db::connect_settings(&settings)
+        .await
+        .context("cannot open the database (DATABASE_URL)")?;
+    if settings.migrate_on_start {
+        db::migrate(&db).await.context("migrations failed")?;
+    }
+    let bus: SharedBus = Arc::new(MemoryBus::default());
+    let services = Services {
+        db,
+        clock: Arc::new(SystemClock),
+        keyring: secrets.keyring,
+        tokens: secrets.tokens,
+        passwords: PasswordHasher::new().map_err(|e| anyhow::anyhow!("{e}"))?,
+        bus,
+        policy: Policy::from_settings(&settings),
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let tasks = workers::spawn(services, &settings, shutdown)?;
+    tracing::info!(
+        smtp = settings.smtp_url.is_some(),
+        twilio = settings.twilio_account_sid.is_some(),
+        "careslot-worker running"
+    );
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: finishing jobs in flight");
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json()).try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("logging was already set up: {e}");
     }
 }

@@ -101,6 +101,7 @@ impl Services {
             min_notice_minutes: minutes("input.minNoticeMinutes", input.min_notice_minutes, 0..=60 * 24 * 90)?
                 .unwrap_or(0),
             max_advance_days: minutes("input.maxAdvanceDays", input.max_advance_days, 1..=730)?,
+            reminder_offsets_minutes: None,
             created_at: self.clock.now(),
         };
         if location::Entity::find_by_id(row.location_id)

@@ -63,6 +63,8 @@ impl Services {
                     ));
                 }
             },
+            reminder_offsets_minutes: None,
+            sms_quiet_hours: None,
             created_at: self.clock.now(),
         };
         location::Entity::insert(row.clone().into_active_model().reset_all())

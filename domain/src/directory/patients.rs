@@ -113,6 +113,8 @@ impl Services {
             phone_enc: Set(patient.phone.as_deref().map(|p| self.seal(PHONE, id, p)).transpose()?),
             email_bidx: Set(patient.email.as_deref().map(|e| self.keyring.blind_index("email", e))),
             phone_bidx: Set(patient.phone.as_deref().map(|p| self.keyring.blind_index("phone", p))),
+            notify_email: Set(true),
+            notify_sms: Set(true),
             created_at: Set(now),
             updated_at: Set(now),
         }

@@ -144,6 +144,7 @@ impl Services {
             .exec(&txn)
             .await?;
         record_history(&txn, &row, actor, "book", None, None, None).await?;
+        self.plan_booked(&txn, &row).await?;
         self.audit(&txn, caller, appointment_audit(AuditAction::Create, row.id, None))
             .await?;
         txn.commit().await.map_err(booking_conflict)?;
@@ -226,6 +227,7 @@ impl Services {
         active.updated_at = Set(self.clock.now());
         let updated = active.update(&txn).await.map_err(booking_conflict)?;
         record_history(&txn, &updated, &actor, "reschedule", Some(status), Some(old), note).await?;
+        self.plan_rescheduled(&txn, &updated).await?;
         self.audit(
             &txn,
             caller,

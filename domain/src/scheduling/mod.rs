@@ -8,6 +8,7 @@ mod booking;
 mod holds;
 mod lock;
 mod model;
+mod noshow;
 mod queries;
 mod rules;
 mod slots;
@@ -17,3 +18,4 @@ mod workflow;
 
 pub use model::{Appointment, AppointmentFilter, Hold, NewBooking, NewTimeOff, Slot, SlotQuery, WeeklyRuleInput};
 pub use status::AppointmentStatus;
+pub use store::zone as location_zone;

@@ -124,6 +124,7 @@ impl Services {
             ..row
         };
         record_history(&txn, &updated, &actor, to.code(), Some(from), None, note).await?;
+        self.plan_status_changed(&txn, &updated, to).await?;
         self.audit(
             &txn,
             caller,

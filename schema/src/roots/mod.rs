@@ -2,6 +2,7 @@
 
 mod auth;
 mod directory;
+mod jobs;
 mod scheduling;
 mod subscription;
 
@@ -10,7 +11,12 @@ use async_graphql::MergedObject;
 /// Every query.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(auth::AuthQuery, directory::DirectoryQuery, scheduling::SchedulingQuery);
+pub struct QueryRoot(
+    auth::AuthQuery,
+    directory::DirectoryQuery,
+    scheduling::SchedulingQuery,
+    jobs::JobsQuery,
+);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
@@ -19,6 +25,7 @@ pub struct MutationRoot(
     auth::AuthMutation,
     directory::DirectoryMutation,
     scheduling::SchedulingMutation,
+    jobs::JobsMutation,
 );
 
 pub use subscription::SubscriptionRoot;

@@ -3,6 +3,7 @@
 mod auth;
 mod directory;
 mod events;
+mod jobs;
 mod scheduling;
 
 pub use auth::{AuthPayload, CreateUserInput, Role, User};
@@ -12,6 +13,7 @@ pub use directory::{
 };
 
 pub use events::{AppointmentEvent, AppointmentEventKind, SlotChangeReason, SlotStatus, SlotsChangedEvent};
+pub use jobs::{DeliveryStatus, Job, JobDelivery, JobKind, JobStatus};
 pub use scheduling::{
     Appointment, AppointmentFilter, AppointmentStatus, AvailableSlotsInput, BookAppointmentInput, HoldSlotInput, Slot,
     SlotHold, TimeOffInput, WeeklyRuleInput,

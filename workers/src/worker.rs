@@ -1,0 +1,234 @@
+//! The worker loop: claim due jobs, run them concurrently, record outcomes;
+//! sleep until the poll interval passes or an appointment event (a booking,
+//! a change: new jobs) wakes it. On shutdown it stops claiming, lets what is
+//! in flight finish within a grace period, and puts back what did not.
+
+use crate::email::{EmailSender, EmailSetupError, OutboxSender, SmtpSender};
+use crate::process::process;
+use crate::sms::{SmsSender, TwilioConfig, TwilioSender};
+use domain::Services;
+use domain::events::DomainEvent;
+use domain::jobs::{ClaimOptions, ClaimedJob, Finish};
+use domain::settings::Settings;
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Where messages go.
+#[derive(Clone)]
+pub struct Senders {
+    /// Email (SMTP, or the outbox folder).
+    pub email: Arc<dyn EmailSender>,
+    /// SMS (Twilio), or none when not configured: SMS are then logged, not sent.
+    pub sms: Option<Arc<dyn SmsSender>>,
+}
+
+/// Why the senders could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Email.
+    #[error(transparent)]
+    Email(#[from] EmailSetupError),
+    /// Twilio.
+    #[error("Twilio client: {0}")]
+    Sms(#[from] reqwest::Error),
+}
+
+impl Senders {
+    /// SMTP when `CARESLOT_SMTP_URL` is set, else files under `<data dir>/outbox`;
+    /// Twilio when `TWILIO_*` are set, else none.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SetupError> {
+        crate::install_crypto_provider();
+        let timeout = Duration::from_secs(u64::try_from(settings.send_timeout_seconds).unwrap_or(30));
+        let email: Arc<dyn EmailSender> = match &settings.smtp_url {
+            Some(url) => Arc::new(SmtpSender::new(url, &settings.email_from, timeout)?),
+            None => Arc::new(OutboxSender::new(
+                settings.data_dir.join("outbox"),
+                &settings.email_from,
+            )?),
+        };
+        let sms: Option<Arc<dyn SmsSender>> = match (
+            &settings.twilio_account_sid,
+            &settings.twilio_auth_token,
+            &settings.twilio_from_number,
+        ) {
+            (Some(sid), Some(token), Some(from)) => Some(Arc::new(TwilioSender::new(TwilioConfig {
+                base_url: settings.twilio_base_url.clone(),
+                account_sid: sid.clone(),
+                auth_token: token.clone(),
+                from: from.clone(),
+                timeout,
+            })?)),
+            _ => None,
+        };
+        Ok(Self { email, sms })
+    }
+}
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Names this worker in lease tokens and logs.
+    pub worker_id: String,
+    /// Jobs claimed and run at once.
+    pub concurrency: u32,
+    /// How long a claim lasts.
+    pub lease: Duration,
+    /// The longest one send may take.
+    pub send_timeout: Duration,
+    /// How often an idle worker looks for due jobs.
+    pub poll: Duration,
+}
+
+impl WorkerConfig {
+    /// The configuration the settings describe, with a fresh worker id.
+    pub fn from_settings(settings: &Settings) -> Self {
+        let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(1));
+        Self {
+            worker_id: format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            concurrency: u32::try_from(settings.worker_concurrency).unwrap_or(4),
+            lease: secs(settings.worker_lease_seconds),
+            send_timeout: secs(settings.send_timeout_seconds),
+            poll: secs(settings.worker_poll_seconds),
+        }
+    }
+}
+
+/// Drains the job queue.
+#[derive(Clone)]
+pub struct Worker {
+    services: Services,
+    senders: Senders,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker over `services` sending through `senders`.
+    pub fn new(services: Services, senders: Senders, config: WorkerConfig) -> Self {
+        Self {
+            services,
+            senders,
+            config,
+        }
+    }
+
+    fn claim_options(&self) -> ClaimOptions {
+        ClaimOptions {
+            worker_id: self.config.worker_id.clone(),
+            limit: self.config.concurrency,
+            lease: chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::minutes(5)),
+        }
+    }
+
+    /// Claims one batch of due jobs and runs it; answers how many were claimed.
+    pub async fn run_once(&self) -> domain::ServiceResult<usize> {
+        let claimed = self.services.claim_jobs(&self.claim_options()).await?;
+        let count = claimed.len();
+        join_all(claimed.iter().map(|job| self.run_job(job))).await;
+        Ok(count)
+    }
+
+    /// Runs batches until no job is due (tests and tools); answers how many ran.
+    pub async fn drain(&self) -> domain::ServiceResult<usize> {
+        let mut total = 0;
+        loop {
+            let ran = self.run_once().await?;
+            if ran == 0 {
+                return Ok(total);
+            }
+            total += ran;
+        }
+    }
+
+    async fn run_job(&self, claimed: &ClaimedJob) {
+        let job = &claimed.job;
+        match process(&self.services, &self.senders, self.config.send_timeout, claimed).await {
+            Ok(Some(finish)) => {
+                tracing::debug!(job = %job.id, kind = job.kind.code(), attempt = job.attempts, outcome = ?finish_name(&finish), "job ran");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The database failed under us; the cause stays in the log (it names
+                // no patient data: jobs hold ids only), the job gets a generic note.
+                tracing::error!(job = %job.id, error = ?e, "job failed on an internal error");
+                let retry = Finish::Retry {
+                    error: "internal error (see the worker log)".into(),
+                };
+                if let Err(e) = self.services.finish_job(claimed, retry).await {
+                    tracing::error!(job = %job.id, error = ?e, "could not record the failure; the lease will lapse");
+                }
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true: stop claiming, let in-flight jobs
+    /// finish within `grace`, put back what has not.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let mut wake = self.services.bus.subscribe();
+        tracing::info!(worker = %self.config.worker_id, "worker started");
+        while !*shutdown.borrow() {
+            let claimed = match self.services.claim_jobs(&self.claim_options()).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(error = ?e, "claiming jobs failed; trying again after the poll interval");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                wait(&mut wake, &mut shutdown, self.config.poll).await;
+                continue;
+            }
+            let work = join_all(claimed.iter().map(|job| self.run_job(job)));
+            tokio::pin!(work);
+            tokio::select! {
+                _ = &mut work => {}
+                () = crate::stopped(&mut shutdown) => {
+                    tracing::info!(in_flight = claimed.len(), "shutdown: finishing jobs in flight");
+                    if tokio::time::timeout(grace, &mut work).await.is_err() {
+                        for job in &claimed {
+                            // Only jobs still running under this claim are put back.
+                            let _ = self.services.finish_job(job, Finish::Release).await;
+                        }
+                        tracing::warn!("shutdown: put back the jobs that did not finish in time");
+                    }
+                }
+            }
+        }
+        tracing::info!(worker = %self.config.worker_id, "worker stopped");
+    }
+}
+
+fn finish_name(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::Done { .. } => "done",
+        Finish::Retry { .. } => "retry",
+        Finish::Dead { .. } => "dead",
+        Finish::Defer { .. } => "deferred",
+        Finish::Release => "released",
+    }
+}
+
+/// Sleeps for `poll`, or until an appointment changes (new jobs may be due)
+/// or shutdown. Polling alone is correct; the wake-up only shortens the wait.
+async fn wait(wake: &mut broadcast::Receiver<Arc<DomainEvent>>, shutdown: &mut watch::Receiver<bool>, poll: Duration) {
+    let sleep = tokio::time::sleep(poll);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return,
+            () = crate::stopped(shutdown) => return,
+            event = wake.recv() => match event {
+                Ok(event) if matches!(*event, DomainEvent::Appointment(_)) => return,
+                Ok(_) => {}
+                // Missed events may have been appointments: look now.
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                // No bus any more: the poll interval is all there is.
+                Err(broadcast::error::RecvError::Closed) => {
+                    sleep.as_mut().await;
+                    return;
+                }
+            },
+        }
+    }
+}
