@@ -11,6 +11,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod limits;
 pub mod jobs;
 pub mod notifications;
 pub mod pagination;

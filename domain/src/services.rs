@@ -34,6 +34,8 @@ pub struct Policy {
     pub job_retention: chrono::Duration,
     /// BOOKED becomes NOSHOW this long after the end.
     pub noshow_grace: chrono::Duration,
+    /// Counters for login throttling (in process unless Redis is configured).
+    pub counters: crate::limits::SharedCounters,
 }
 
 impl Policy {
@@ -50,6 +52,7 @@ impl Policy {
             backoff_max: chrono::Duration::seconds(settings.job_backoff_max_seconds),
             job_retention: chrono::Duration::days(settings.job_retention_days),
             noshow_grace: chrono::Duration::minutes(settings.noshow_grace_minutes),
+            counters: std::sync::Arc::new(crate::limits::MemoryCounters::default()),
         }
     }
 }

@@ -74,6 +74,13 @@ pub struct Settings {
     /// `CARESLOT_WS_SEND_BUFFER`, default 256: messages queued for one slow
     /// websocket client before the server closes it.
     pub ws_send_buffer: usize,
+    /// `CARESLOT_RATE_LIMIT_IP_PER_MINUTE`, default 1200: GraphQL requests per client address.
+    pub rate_limit_ip_per_minute: u64,
+    /// `CARESLOT_RATE_LIMIT_USER_PER_MINUTE`, default 600: GraphQL requests per signed-in user.
+    pub rate_limit_user_per_minute: u64,
+    /// `CARESLOT_CORS_ORIGINS`: comma-separated origins allowed to call the API
+    /// from a browser; none (same origin only) by default.
+    pub cors_origins: Vec<String>,
     /// `CARESLOT_JWT_SECRET`, at least 32 bytes.
     pub jwt_secret: Option<String>,
     /// `CARESLOT_PHI_KEYS`: `keyid:base64,keyid:base64`; the last encrypts.
@@ -159,6 +166,9 @@ const KEYS: &[(&str, &str)] = &[
     ("ws_max_connections", "CARESLOT_WS_MAX_CONNECTIONS"),
     ("ws_keepalive_seconds", "CARESLOT_WS_KEEPALIVE_SECONDS"),
     ("ws_send_buffer", "CARESLOT_WS_SEND_BUFFER"),
+    ("rate_limit_ip_per_minute", "CARESLOT_RATE_LIMIT_IP_PER_MINUTE"),
+    ("rate_limit_user_per_minute", "CARESLOT_RATE_LIMIT_USER_PER_MINUTE"),
+    ("cors_origins", "CARESLOT_CORS_ORIGINS"),
     ("jwt_secret", "CARESLOT_JWT_SECRET"),
     ("phi_keys", "CARESLOT_PHI_KEYS"),
     ("phi_index_key", "CARESLOT_PHI_INDEX_KEY"),
@@ -331,6 +341,9 @@ impl Settings {
             ws_max_connections: raw.positive("CARESLOT_WS_MAX_CONNECTIONS", 20_000)? as usize,
             ws_keepalive_seconds: raw.positive("CARESLOT_WS_KEEPALIVE_SECONDS", 25)? as u64,
             ws_send_buffer: raw.positive("CARESLOT_WS_SEND_BUFFER", 256)? as usize,
+            rate_limit_ip_per_minute: raw.positive("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", 1200)? as u64,
+            rate_limit_user_per_minute: raw.positive("CARESLOT_RATE_LIMIT_USER_PER_MINUTE", 600)? as u64,
+            cors_origins: cors_origins(raw.get("CARESLOT_CORS_ORIGINS"))?,
             jwt_secret,
             phi_keys,
             phi_index_key,
@@ -421,6 +434,29 @@ impl Settings {
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
     }
+}
+
+/// Parses the CORS allowlist: exact origins (`https://app.clinic.example`).
+fn cors_origins(value: Option<String>) -> Result<Vec<String>, SettingsError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && !origin.contains('*');
+            if valid {
+                Ok(origin.to_owned())
+            } else {
+                Err(SettingsError::new(
+                    "CARESLOT_CORS_ORIGINS",
+                    format!("{origin:?} is not an origin like https://app.example.org (no wildcards, no path)"),
+                ))
+            }
+        })
+        .collect()
 }
 
 fn read_file(path: &str) -> Result<Vec<(String, String)>, SettingsError> {
@@ -588,6 +624,8 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("CARESLOT_WS_MAX_CONNECTIONS", "0"),
             ("CARESLOT_WS_SEND_BUFFER", "lots"),
+            ("CARESLOT_CORS_ORIGINS", "*"),
+            ("CARESLOT_RATE_LIMIT_USER_PER_MINUTE", "0"),
             ("CARESLOT_REMINDER_OFFSETS_MINUTES", "1440,abc"),
             ("CARESLOT_REMINDER_OFFSETS_MINUTES", "0"),
             ("CARESLOT_REMINDER_OFFSETS_MINUTES", "120,120"),
