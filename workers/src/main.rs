@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use domain::auth::PasswordHasher;
 use domain::clock::SystemClock;
-use domain::events::{MemoryBus, SharedBus};
+use domain::events::{MemoryBus, RedisBus, SharedBus};
 use domain::secrets::Secrets;
 use domain::settings::{LogFormat, Settings};
 use domain::{Policy, Services, db};
@@ -14,6 +14,9 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// How far the worker's bus receiver may fall behind before it skips events.
+const BUS_CAPACITY: usize = 4096;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,7 +47,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.migrate_on_start {
         db::migrate(&db).await.context("migrations failed")?;
     }
-    let bus: SharedBus = Arc::new(MemoryBus::default());
+    // With Redis, the sweeps' events (HOLD_EXPIRED, NOSHOW) reach every API
+    // instance's subscribers, and bookings on any instance wake this worker.
+    let bus: SharedBus = match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisBus::connect(url, &settings.redis_channel, BUS_CAPACITY)
+                .await
+                .context("cannot reach Redis (REDIS_URL)")?,
+        ),
+        None => {
+            tracing::warn!("REDIS_URL not set: sweep events stay in this process (fine for one process only)");
+            Arc::new(MemoryBus::new(BUS_CAPACITY))
+        }
+    };
     let services = Services {
         db,
         clock: Arc::new(SystemClock),

@@ -65,6 +65,8 @@ pub struct NewAppointmentType {
     pub min_notice_minutes: Option<i32>,
     /// Furthest bookable day, days from now.
     pub max_advance_days: Option<i32>,
+    /// Reminder offsets in minutes before the start; the location's when absent.
+    pub reminder_offsets_minutes: Option<Vec<i32>>,
 }
 
 fn minutes(field: &str, value: Option<i32>, range: std::ops::RangeInclusive<i32>) -> ServiceResult<Option<i32>> {
@@ -101,7 +103,11 @@ impl Services {
             min_notice_minutes: minutes("input.minNoticeMinutes", input.min_notice_minutes, 0..=60 * 24 * 90)?
                 .unwrap_or(0),
             max_advance_days: minutes("input.maxAdvanceDays", input.max_advance_days, 1..=730)?,
-            reminder_offsets_minutes: None,
+            reminder_offsets_minutes: input
+                .reminder_offsets_minutes
+                .as_deref()
+                .map(|m| crate::notifications::config::offsets_input("input.reminderOffsetsMinutes", m))
+                .transpose()?,
             created_at: self.clock.now(),
         };
         if location::Entity::find_by_id(row.location_id)

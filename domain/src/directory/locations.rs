@@ -3,6 +3,7 @@
 use crate::auth::Role;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::LocationId;
+use crate::notifications::config::{offsets_input, quiet_hours_input};
 use crate::services::{Caller, Services};
 use crate::validate;
 use entity::location;
@@ -41,6 +42,10 @@ pub struct NewLocation {
     pub time_zone: String,
     /// Patients' notice window in minutes (default 1440, a day).
     pub cancel_notice_minutes: Option<i32>,
+    /// Reminder offsets in minutes before the start; the deployment's when absent.
+    pub reminder_offsets_minutes: Option<Vec<i32>>,
+    /// SMS quiet hours, `HH:MM-HH:MM` local or `off`; the deployment's when absent.
+    pub sms_quiet_hours: Option<String>,
 }
 
 impl Services {
@@ -63,8 +68,16 @@ impl Services {
                     ));
                 }
             },
-            reminder_offsets_minutes: None,
-            sms_quiet_hours: None,
+            reminder_offsets_minutes: input
+                .reminder_offsets_minutes
+                .as_deref()
+                .map(|m| offsets_input("input.reminderOffsetsMinutes", m))
+                .transpose()?,
+            sms_quiet_hours: input
+                .sms_quiet_hours
+                .as_deref()
+                .map(|q| quiet_hours_input("input.smsQuietHours", q))
+                .transpose()?,
             created_at: self.clock.now(),
         };
         location::Entity::insert(row.clone().into_active_model().reset_all())

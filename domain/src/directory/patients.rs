@@ -58,6 +58,10 @@ pub struct PatientUpdate {
     pub email: Option<Option<String>>,
     /// New contact phone, or clear it.
     pub phone: Option<Option<String>>,
+    /// Accept (or refuse) email notifications.
+    pub notify_email: Option<bool>,
+    /// Accept (or refuse) SMS notifications.
+    pub notify_sms: Option<bool>,
 }
 
 const NAME: &str = "patients.name";
@@ -212,6 +216,14 @@ impl Services {
             .transpose()?);
         active.email_bidx = Set(current.email.as_deref().map(|e| self.keyring.blind_index("email", e)));
         active.phone_bidx = Set(current.phone.as_deref().map(|p| self.keyring.blind_index("phone", p)));
+        if let Some(accept) = input.notify_email {
+            active.notify_email = Set(accept);
+            changed.push("notifyEmail");
+        }
+        if let Some(accept) = input.notify_sms {
+            active.notify_sms = Set(accept);
+            changed.push("notifySms");
+        }
         active.updated_at = Set(self.clock.now());
         active.update(&txn).await?;
         if changed.contains(&"name") {

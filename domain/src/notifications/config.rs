@@ -44,6 +44,28 @@ impl ReminderOffsets {
     }
 }
 
+/// Validates client-given offsets (`field` names the argument) and answers
+/// their stored form.
+pub fn offsets_input(field: &str, minutes: &[i32]) -> crate::ServiceResult<String> {
+    let minutes = minutes
+        .iter()
+        .map(|m| u32::try_from(*m).map_err(|_| format!("{m} is not a number of minutes before the start")))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(ReminderOffsets::new)
+        .map_err(|e| crate::ServiceError::bad_input(field, e))?;
+    Ok(minutes.to_string())
+}
+
+/// Validates client-given quiet hours (`HH:MM-HH:MM` or `off`) and answers
+/// their stored form.
+pub fn quiet_hours_input(field: &str, text: &str) -> crate::ServiceResult<String> {
+    match QuietHours::parse_setting(text) {
+        Ok(Some(quiet)) => Ok(quiet.to_string()),
+        Ok(None) => Ok("off".into()),
+        Err(e) => Err(crate::ServiceError::bad_input(field, e)),
+    }
+}
+
 impl FromStr for ReminderOffsets {
     type Err = String;
 

@@ -94,6 +94,8 @@ impl DirectoryMutation {
             name: input.name,
             time_zone: input.time_zone,
             cancel_notice_minutes: input.cancel_notice_minutes,
+            reminder_offsets_minutes: input.reminder_offsets_minutes,
+            sms_quiet_hours: input.sms_quiet_hours,
         };
         services(ctx)
             .create_location(caller(ctx), input)

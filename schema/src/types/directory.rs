@@ -113,6 +113,12 @@ pub struct CreateLocationInput {
     pub time_zone: String,
     /// Patients' cancellation and rescheduling notice window in minutes (default 1440).
     pub cancel_notice_minutes: Option<i32>,
+    /// Reminders this many minutes before the start (up to 5); the deployment's
+    /// default (24 h and 2 h) when absent, none when empty.
+    pub reminder_offsets_minutes: Option<Vec<i32>>,
+    /// Local hours with no SMS, `HH:MM-HH:MM` (e.g. `21:00-08:00`) or `off`;
+    /// the deployment's default when absent.
+    pub sms_quiet_hours: Option<String>,
 }
 
 /// Input of `createProvider`.
@@ -152,6 +158,10 @@ pub struct UpdatePatientInput {
     pub email: MaybeUndefined<String>,
     /// New contact phone, or null to clear.
     pub phone: MaybeUndefined<String>,
+    /// Accept (true) or refuse (false) appointment emails.
+    pub notify_by_email: Option<bool>,
+    /// Accept (true) or refuse (false) appointment SMS.
+    pub notify_by_sms: Option<bool>,
 }
 
 /// Input of `createAppointmentType`.
@@ -173,6 +183,9 @@ pub struct CreateAppointmentTypeInput {
     pub min_notice_minutes: Option<i32>,
     /// How many days ahead a visit can be booked.
     pub max_advance_days: Option<i32>,
+    /// Reminders this many minutes before the start (up to 5), overriding the
+    /// location's; none when empty.
+    pub reminder_offsets_minutes: Option<Vec<i32>>,
 }
 
 fn maybe(value: MaybeUndefined<String>) -> Option<Option<String>> {
@@ -189,6 +202,8 @@ impl From<UpdatePatientInput> for d::PatientUpdate {
             name: input.name,
             email: maybe(input.email),
             phone: maybe(input.phone),
+            notify_email: input.notify_by_email,
+            notify_sms: input.notify_by_sms,
         }
     }
 }
@@ -216,6 +231,7 @@ impl From<CreateAppointmentTypeInput> for d::NewAppointmentType {
             slot_interval_minutes: input.slot_interval_minutes,
             min_notice_minutes: input.min_notice_minutes,
             max_advance_days: input.max_advance_days,
+            reminder_offsets_minutes: input.reminder_offsets_minutes,
         }
     }
 }
