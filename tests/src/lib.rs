@@ -16,6 +16,7 @@ use tower::ServiceExt;
 
 pub mod clinic;
 mod fixtures;
+pub mod peers;
 pub mod postgres;
 
 /// An HTTP client for tests. The workspace builds reqwest with rustls and no
@@ -113,6 +114,8 @@ impl Gql {
 impl TestApp {
     /// Starts an app on `backend` with extra settings.
     pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        // reqwest is built without a rustls provider of its own (one TLS backend).
+        workers::install_crypto_provider();
         let database = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(postgres::TestDatabase::create().await),

@@ -21,6 +21,8 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates `careslot_test_<uuid>`.
     pub async fn create() -> Self {
+        // Binary tests build reqwest clients after this; reqwest has no provider of its own.
+        workers::install_crypto_provider();
         let server = server_url();
         let name = format!("careslot_test_{}", uuid::Uuid::new_v4().simple());
         let admin = Database::connect(&server)
