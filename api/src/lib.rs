@@ -3,6 +3,7 @@
 
 pub mod app;
 mod caller;
+pub mod commands;
 mod health;
 pub mod http;
 mod limits;

@@ -9,7 +9,12 @@ use api::app::{App, AppOptions};
 use domain::settings::Settings;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: careslot-api [serve | migrate]\n\nSettings come from the environment (see README.md).";
+const USAGE: &str = "usage: careslot-api [serve | migrate | verify-audit | rotate-phi-keys]\n\n\
+  serve            run the server (the default)\n\
+  migrate          apply migrations and exit\n\
+  verify-audit     check the audit log's hash chain; exit 1 when it is broken\n\
+  rotate-phi-keys  re-encrypt PHI written with older keys under the newest one\n\n\
+Settings come from the environment (see README.md).";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,6 +36,8 @@ async fn main() -> ExitCode {
     let result = match command.as_str() {
         "serve" => serve(settings).await,
         "migrate" => migrate(settings).await,
+        "verify-audit" => api::commands::verify_audit(settings).await,
+        "rotate-phi-keys" => api::commands::rotate_phi_keys(settings).await,
         other => {
             eprintln!("careslot-api: unknown command {other:?}\n{USAGE}");
             return ExitCode::from(2);

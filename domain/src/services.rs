@@ -9,7 +9,7 @@ use crate::error::ServiceResult;
 use crate::events::SharedBus;
 use crate::phi::{AuditRecord, Keyring, RequestMeta, write_audit};
 use crate::settings::Settings;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 /// Tunables of the domain rules, taken from [`Settings`].
 #[derive(Clone, Debug)]
@@ -114,7 +114,12 @@ impl Services {
     }
 
     /// Appends an audit record for `caller` on `conn`.
-    pub async fn audit(&self, conn: &impl ConnectionTrait, caller: &Caller, record: AuditRecord) -> ServiceResult<()> {
+    pub async fn audit<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        conn: &C,
+        caller: &Caller,
+        record: AuditRecord,
+    ) -> ServiceResult<()> {
         write_audit(conn, self.clock.as_ref(), caller.actor.as_ref(), &caller.meta, record).await
     }
 }

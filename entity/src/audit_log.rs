@@ -18,6 +18,12 @@ pub struct Model {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<Json>,
+    /// Position in the hash chain (1, 2, 3, ...).
+    pub seq: Option<i64>,
+    /// Hash of the record before this one.
+    pub prev_hash: Option<String>,
+    /// SHA-256 over this record's fields and `prev_hash`.
+    pub hash: Option<String>,
 }
 
 /// Relations are resolved by explicit queries in `domain`.

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
 mod m20261125_000002_reminders;
+mod m20261125_000003_audit_chain;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_reminders::Migration),
+            Box::new(m20261125_000003_audit_chain::Migration),
         ]
     }
 }

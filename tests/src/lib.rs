@@ -161,6 +161,11 @@ impl TestApp {
         }
     }
 
+    /// The URL of this app's database (PostgreSQL only; an in-memory SQLite has none).
+    pub fn database_url(&self) -> Option<&str> {
+        self._database.as_ref().map(|d| d.url.as_str())
+    }
+
     /// Starts an app on `backend`.
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, &[]).await

@@ -6,8 +6,13 @@
 use crate::auth::Actor;
 use crate::clock::Clock;
 use crate::error::ServiceResult;
+use chrono::{SecondsFormat, SubsecRound};
 use entity::audit_log;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, TransactionSession, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Where a request came from, for the audit trail.
@@ -59,28 +64,138 @@ pub struct AuditRecord {
     pub detail: Option<serde_json::Value>,
 }
 
-/// Appends `record` for `actor` on `conn` (a transaction for writes).
-pub async fn write_audit(
-    conn: &impl ConnectionTrait,
+/// Advisory lock key that serializes appends to the chain ("audit" in ASCII).
+const AUDIT_LOCK_KEY: i64 = 0x0061_7564_6974;
+
+/// Appends `record` for `actor` on `conn` (a transaction for writes, so the
+/// record commits or rolls back with the change). The append links the record
+/// to the previous one: appends are serialized (an advisory lock on
+/// PostgreSQL, held to the end of the caller's transaction; SQLite has one
+/// writer) so the chain has no forks.
+pub async fn write_audit<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
     clock: &dyn Clock,
     actor: Option<&Actor>,
     meta: &RequestMeta,
     record: AuditRecord,
 ) -> ServiceResult<()> {
-    audit_log::Entity::insert(audit_log::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        occurred_at: Set(clock.now()),
-        actor_user_id: Set(actor.map(|a| a.user_id.0)),
-        actor_role: Set(actor.map(|a| a.role.as_str().to_owned())),
-        action: Set(record.action.as_str().to_owned()),
-        entity_type: Set(record.entity_type.to_owned()),
-        entity_id: Set(record.entity_id),
-        client_ip: Set(meta.client_ip.clone()),
-        user_agent: Set(meta.user_agent.clone()),
-        request_id: Set(meta.request_id.clone()),
-        detail: Set(record.detail),
-    })
-    .exec_without_returning(conn)
-    .await?;
+    let txn = conn.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
+            .await?;
+    }
+    let last = audit_log::Entity::find()
+        .filter(audit_log::Column::Seq.is_not_null())
+        .order_by_desc(audit_log::Column::Seq)
+        .one(&txn)
+        .await?;
+    let (seq, prev_hash) = match last {
+        Some(row) => (row.seq.unwrap_or(0) + 1, row.hash.unwrap_or_default()),
+        None => (1, GENESIS.to_owned()),
+    };
+    let mut row = audit_log::Model {
+        id: Uuid::now_v7(),
+        // Microseconds: what both databases store, so the hash can be recomputed.
+        occurred_at: clock.now().trunc_subsecs(6),
+        actor_user_id: actor.map(|a| a.user_id.0),
+        actor_role: actor.map(|a| a.role.as_str().to_owned()),
+        action: record.action.as_str().to_owned(),
+        entity_type: record.entity_type.to_owned(),
+        entity_id: record.entity_id,
+        client_ip: meta.client_ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        request_id: meta.request_id.clone(),
+        detail: record.detail,
+        seq: Some(seq),
+        prev_hash: Some(prev_hash),
+        hash: None,
+    };
+    row.hash = Some(record_hash(&row));
+    row.into_active_model().reset_all().insert(&txn).await?;
+    txn.commit().await?;
     Ok(())
+}
+
+/// The `prev_hash` of the first record.
+pub const GENESIS: &str = "careslot-audit-genesis";
+
+/// SHA-256 (hex) over every field of a record and the previous record's hash.
+pub fn record_hash(row: &audit_log::Model) -> String {
+    let fields = serde_json::json!([
+        row.seq,
+        row.prev_hash,
+        row.id,
+        row.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        row.actor_user_id,
+        row.actor_role,
+        row.action,
+        row.entity_type,
+        row.entity_id,
+        row.client_ip,
+        row.user_agent,
+        row.request_id,
+        row.detail,
+    ]);
+    super::hex_digest(&Sha256::digest(fields.to_string().as_bytes()))
+}
+
+/// Where the chain is broken, if it is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Every record links to the one before and matches its hash.
+    Intact {
+        /// How many records were checked.
+        records: u64,
+    },
+    /// The first record that does not fit.
+    Broken {
+        /// Its sequence number (or the one missing).
+        seq: i64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Walks the chain from the first record, in batches.
+pub async fn verify_chain(conn: &impl ConnectionTrait) -> ServiceResult<ChainCheck> {
+    const BATCH: u64 = 1000;
+    let mut expected_seq = 1;
+    let mut prev_hash = GENESIS.to_owned();
+    loop {
+        let rows = audit_log::Entity::find()
+            .filter(audit_log::Column::Seq.gte(expected_seq))
+            .order_by_asc(audit_log::Column::Seq)
+            .limit(BATCH)
+            .all(conn)
+            .await?;
+        if rows.is_empty() {
+            return Ok(ChainCheck::Intact {
+                records: (expected_seq - 1) as u64,
+            });
+        }
+        for row in &rows {
+            let seq = row.seq.unwrap_or_default();
+            let broken = |reason: &str| {
+                Ok(ChainCheck::Broken {
+                    seq,
+                    reason: reason.to_owned(),
+                })
+            };
+            if seq != expected_seq {
+                return Ok(ChainCheck::Broken {
+                    seq: expected_seq,
+                    reason: "record missing (deleted?)".into(),
+                });
+            }
+            if row.prev_hash.as_deref() != Some(prev_hash.as_str()) {
+                return broken("does not link to the record before it");
+            }
+            let hash = record_hash(row);
+            if row.hash.as_deref() != Some(hash.as_str()) {
+                return broken("its content does not match its hash (edited?)");
+            }
+            prev_hash = hash;
+            expected_seq += 1;
+        }
+    }
 }

@@ -2,7 +2,9 @@
 
 mod audit;
 mod keyring;
+mod rotation;
 
-pub use audit::{AuditAction, AuditRecord, RequestMeta, write_audit};
+pub use audit::{AuditAction, AuditRecord, ChainCheck, GENESIS, RequestMeta, record_hash, verify_chain, write_audit};
 pub(crate) use keyring::hex_digest;
 pub use keyring::{Keyring, KeyringError, decode_key};
+pub use rotation::Rotation;

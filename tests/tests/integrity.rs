@@ -1,0 +1,148 @@
+//! Integrity of patient data: the audit log is a hash chain that reveals an
+//! edited or deleted record, and PHI keys rotate without losing a record.
+
+use careslot_tests::{Backend, TestApp, on_both_databases};
+use domain::phi::{ChainCheck, verify_chain};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use serde_json::json;
+
+async fn the_audit_chain_reveals_edits_and_deletions(app: &TestApp) {
+    let admin = app.admin().await;
+    let id = app
+        .create_patient(&admin, json!({ "name": "Chain Checked", "birthDate": "1980-01-01" }))
+        .await;
+    for _ in 0..3 {
+        app.gql(
+            Some(&admin),
+            "query($id: UUID!) { patient(id: $id) { name } }",
+            json!({ "id": id }),
+        )
+        .await
+        .data();
+    }
+    let db = &app.app.services.db;
+    let intact = verify_chain(db).await.expect("verify");
+    assert!(
+        matches!(intact, ChainCheck::Intact { records } if records >= 4),
+        "{intact:?}"
+    );
+
+    // Someone with database rights bypasses the append-only triggers...
+    let backend = db.get_database_backend();
+    let run = |sql: &str| db.execute_raw(Statement::from_string(backend, sql.to_owned()));
+    match backend {
+        DbBackend::Postgres => {
+            run("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+                .await
+                .expect("disable trigger");
+        }
+        _ => {
+            run("DROP TRIGGER audit_log_no_update").await.expect("drop trigger");
+            run("DROP TRIGGER audit_log_no_delete").await.expect("drop trigger");
+        }
+    }
+    // ...and rewrites who read the record: the chain shows where.
+    run("UPDATE audit_log SET actor_role = 'STAFF' WHERE seq = 2")
+        .await
+        .expect("tamper");
+    let edited = verify_chain(db).await.expect("verify");
+    assert!(
+        matches!(&edited, ChainCheck::Broken { seq: 2, reason } if reason.contains("edited")),
+        "{edited:?}"
+    );
+    run("UPDATE audit_log SET actor_role = 'ADMIN' WHERE seq = 2")
+        .await
+        .expect("restore");
+    assert!(matches!(
+        verify_chain(db).await.expect("verify"),
+        ChainCheck::Intact { .. }
+    ));
+    run("DELETE FROM audit_log WHERE seq = 3").await.expect("delete");
+    let deleted = verify_chain(db).await.expect("verify");
+    assert!(
+        matches!(&deleted, ChainCheck::Broken { seq: 3, reason } if reason.contains("missing")),
+        "{deleted:?}"
+    );
+}
+
+on_both_databases!(the_audit_chain_reveals_edits_and_deletions);
+
+const K1: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const K2: &str = "k2:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+#[tokio::test]
+async fn phi_keys_rotate_without_losing_a_record() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.admin().await;
+    let patient = app
+        .create_patient(&admin, json!({ "name": "Rota Tion", "birthDate": "1975-05-05", "email": "rota@x.org", "phone": "+15559990000", "password": "long enough password" }))
+        .await;
+    let url = app.database_url().expect("postgres").to_owned();
+
+    // A second deployment step: k2 added as the newest key, k1 still configured.
+    let both = format!("{K1},{K2}");
+    let settings = |keys: &str| {
+        domain::settings::Settings::for_tests(&[
+            ("DATABASE_URL", url.as_str()),
+            ("CARESLOT_JWT_SECRET", "test-secret-test-secret-test-secret-0123"),
+            ("CARESLOT_PHI_KEYS", keys),
+            ("CARESLOT_PHI_INDEX_KEY", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="),
+        ])
+        .expect("settings")
+    };
+    let options = || api::app::AppOptions {
+        fast_password_hashing: true,
+        ..api::app::AppOptions::default()
+    };
+    let step = api::app::App::build(settings(&both), options())
+        .await
+        .expect("app with two keys");
+    let done = step.services.rotate_phi_keys(1).await.expect("rotation");
+    assert_eq!(
+        (done.patients, done.users),
+        (1, 2),
+        "the patient, and both sign-ins (admin and patient)"
+    );
+    assert_eq!(
+        step.services.rotate_phi_keys(1).await.expect("rerun"),
+        domain::phi::Rotation::default(),
+        "nothing left to do"
+    );
+    for row in entity::patient::Entity::find()
+        .all(&step.services.db)
+        .await
+        .expect("rows")
+    {
+        assert_eq!(row.phi_key_id, "k2");
+    }
+
+    // k1 can now be retired: everything still reads, and sign-in still finds the patient.
+    let after = api::app::App::build(settings(K2), options())
+        .await
+        .expect("app with k2 only");
+    let caller = domain::Caller::default();
+    let session = after
+        .services
+        .login(&caller, "rota@x.org", "long enough password")
+        .await
+        .expect("sign-in");
+    let read = after
+        .services
+        .patient(
+            &domain::Caller::system(domain::auth::AccessClaims::actor(
+                &after
+                    .services
+                    .tokens
+                    .verify(&session.access_token, chrono::Utc::now())
+                    .expect("token"),
+            )),
+            patient.parse::<uuid::Uuid>().expect("uuid").into(),
+        )
+        .await
+        .expect("read")
+        .expect("visible to themself");
+    assert_eq!(
+        (read.name.as_str(), read.email.as_deref(), read.phone.as_deref()),
+        ("Rota Tion", Some("rota@x.org"), Some("+15559990000"))
+    );
+}
