@@ -7,7 +7,7 @@ mod common;
 
 use careslot_tests::postgres::TestDatabase;
 use chrono::{Duration as Days, Utc};
-use common::{Server, WsClient, free_port};
+use common::{Server, WsClient, book, free_port, set_up, tomorrow};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -34,111 +34,6 @@ async fn start(dir: &std::path::Path, env: &[(&'static str, String)], extra: &[(
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
     Server::start(dir, &all).await
-}
-
-/// A clinic open around the clock (the binaries run on the real clock), set up through `server`.
-struct Setup {
-    admin: String,
-    location: String,
-    provider: String,
-    other_provider: String,
-    kind: String,
-    patient: String,
-    slot: String,
-}
-
-async fn set_up(server: &Server) -> Setup {
-    let admin = server.admin_token().await;
-    let location = server
-        .data(
-            &admin,
-            "mutation { createLocation(input: { name: \"Live\", timeZone: \"UTC\" }) { id } }",
-            json!({}),
-        )
-        .await["createLocation"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let mut providers = Vec::new();
-    for email in ["one@live.test", "two@live.test"] {
-        let created = server
-            .data(
-                &admin,
-                "mutation($l: UUID!, $e: String!) { createProvider(input: { name: \"Dr. Live\", email: $e, password: \"provider pass 1234\", locationIds: [$l] }) { id } }",
-                json!({ "l": location, "e": email }),
-            )
-            .await;
-        providers.push(created["createProvider"]["id"].as_str().expect("id").to_owned());
-    }
-    let rules: Vec<Value> = (1..=7)
-        .map(|d| json!({ "weekday": d, "startTime": "00:00", "endTime": "24:00" }))
-        .collect();
-    for provider in &providers {
-        server
-            .data(
-                &admin,
-                "mutation($p: UUID!, $l: UUID!, $r: [WeeklyRuleInput!]!) { setWeeklyAvailability(providerId: $p, locationId: $l, rules: $r) { id } }",
-                json!({ "p": provider, "l": location, "r": rules }),
-            )
-            .await;
-    }
-    let kind = server
-        .data(&admin, "mutation($l: UUID!) { createAppointmentType(input: { name: \"Visit\", durationMinutes: 30, locationId: $l }) { id } }", json!({ "l": location }))
-        .await["createAppointmentType"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let patient = server
-        .data(
-            &admin,
-            "mutation { createPatient(input: { name: \"Lena Live\", birthDate: \"1990-01-01\", email: \"lena@live.test\", password: \"patient password 1\" }) { id } }",
-            json!({}),
-        )
-        .await["createPatient"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (from, to) = tomorrow();
-    let slots = server
-        .data(
-            &admin,
-            "query($i: AvailableSlotsInput!) { availableSlots(input: $i) { start } }",
-            json!({ "i": { "providerId": providers[0], "appointmentTypeId": kind, "from": from, "to": to } }),
-        )
-        .await;
-    let slot = slots["availableSlots"][0]["start"]
-        .as_str()
-        .expect("a free slot tomorrow")
-        .to_owned();
-    Setup {
-        admin,
-        location,
-        other_provider: providers[1].clone(),
-        provider: providers[0].clone(),
-        kind,
-        patient,
-        slot,
-    }
-}
-
-fn tomorrow() -> (String, String) {
-    let day = (Utc::now() + Days::days(1))
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc();
-    (day.to_rfc3339(), (day + Days::days(1)).to_rfc3339())
-}
-
-async fn book(server: &Server, s: &Setup) -> String {
-    let booked = server
-        .data(
-            &s.admin,
-            "mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { id } }",
-            json!({ "i": { "providerId": s.provider, "patientId": s.patient, "appointmentTypeId": s.kind, "start": s.slot } }),
-        )
-        .await;
-    booked["bookAppointment"]["id"].as_str().expect("id").to_owned()
 }
 
 /// Collects messages until `done` says enough, failing after 10 s.

@@ -128,3 +128,36 @@ async fn concurrent_migrate_runs_do_not_race() {
     login_and_create_location(&server).await;
     server.terminate();
 }
+
+/// In the embedded default the worker runs inside `careslot-api`: a booking's
+/// confirmation lands in `data/outbox/` as an email with a calendar invitation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_worker_writes_the_confirmation_to_the_outbox() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), &[]).await;
+    let setup = common::set_up(&server).await;
+    common::book(&server, &setup).await;
+    let outbox = dir.path().join("data/outbox");
+    let mut message = None;
+    for _ in 0..150 {
+        let found = std::fs::read_dir(&outbox).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        });
+        if let Some(entry) = found {
+            message = Some(std::fs::read_to_string(entry.path()).expect("readable"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let message = message.expect("a confirmation in data/outbox within 30 s");
+    assert!(message.contains("lena@live.test"), "addressed to the patient");
+    assert!(message.contains("BEGIN:VCALENDAR"), "with a calendar invitation");
+    assert!(
+        !message.contains("Visit"),
+        "the appointment type stays out of the message"
+    );
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
