@@ -6,12 +6,14 @@
 mod email;
 mod process;
 mod send;
+mod signal;
 mod sms;
 mod sweeper;
 mod worker;
 
 pub use email::{EmailSender, EmailSetupError, OutboxSender, OutgoingEmail, SmtpSender};
 pub use send::SendError;
+pub use signal::shutdown_signal;
 pub use sms::{OutgoingSms, SmsSender, TwilioConfig, TwilioSender};
 pub use sweeper::{SweepReport, run_sweeps, sweep_once};
 pub use worker::{Senders, SetupError, Worker, WorkerConfig};

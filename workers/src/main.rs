@@ -76,36 +76,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         twilio = settings.twilio_account_sid.is_some(),
         "careslot-worker running"
     );
-    shutdown_signal().await;
+    workers::shutdown_signal().await;
+    tracing::info!("shutdown signal received: finishing jobs in flight");
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown signal received: finishing jobs in flight");
 }
 
 fn init_logging(format: LogFormat) {
