@@ -70,7 +70,7 @@ fn rule(operation: &str, who: Who) -> Expect {
             Patient | OtherPatient => FORBIDDEN,
             _ => Allowed,
         }),
-        "createLocation" | "createProvider" | "createUser" | "deadLetters" => {
+        "createLocation" | "createProvider" | "createUser" | "deadLetters" | "auditEvents" => {
             signed_in(if who == Admin { Allowed } else { FORBIDDEN })
         }
         // Called with an id that is no job: an ADMIN passes the check and learns so.
@@ -312,6 +312,10 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
             )
         }
         "deadLetters" => (q("{ deadLetters { edges { cursor } } }"), json!({})),
+        "auditEvents" => (
+            q("{ auditEvents(first: 5) { edges { node { seq action } } } }"),
+            json!({}),
+        ),
         "retryJob" => (
             q("mutation($id: UUID!) { retryJob(id: $id) { id } }"),
             json!({ "id": uuid::Uuid::new_v4() }),

@@ -65,7 +65,47 @@ async fn the_audit_chain_reveals_edits_and_deletions(app: &TestApp) {
     );
 }
 
-on_both_databases!(the_audit_chain_reveals_edits_and_deletions);
+async fn admins_read_the_trail_and_that_reading_is_recorded(app: &TestApp) {
+    let admin = app.admin().await;
+    let id = app
+        .create_patient(&admin, json!({ "name": "Trail Read", "birthDate": "1980-01-01" }))
+        .await;
+    app.gql(
+        Some(&admin),
+        "query($id: UUID!) { patient(id: $id) { name } }",
+        json!({ "id": id }),
+    )
+    .await
+    .data();
+    let query = "query($f: AuditEventFilter) { auditEvents(filter: $f, first: 10) { edges { node { seq action entityType entityId actorRole hash } } pageInfo { hasNextPage } } }";
+    let trail = app.gql(Some(&admin), query, json!({ "f": { "entityId": id } })).await;
+    let actions: Vec<&str> = trail.data()["auditEvents"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["read", "create"], "newest first");
+    let newest = &trail.data()["auditEvents"]["edges"][0]["node"];
+    assert_eq!(
+        (newest["entityType"].as_str(), newest["actorRole"].as_str()),
+        (Some("patient"), Some("ADMIN"))
+    );
+    assert_eq!(newest["hash"].as_str().map(str::len), Some(64));
+    // The listing itself went into the trail.
+    let about_trail = app
+        .gql(Some(&admin), query, json!({ "f": { "entityType": "audit_log" } }))
+        .await;
+    assert_eq!(
+        about_trail.data()["auditEvents"]["edges"][0]["node"]["action"],
+        "search"
+    );
+}
+
+on_both_databases!(
+    the_audit_chain_reveals_edits_and_deletions,
+    admins_read_the_trail_and_that_reading_is_recorded
+);
 
 const K1: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const K2: &str = "k2:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";

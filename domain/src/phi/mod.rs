@@ -1,10 +1,14 @@
 //! Protected health information: field encryption, blind indexes, audit records.
 
 mod audit;
+mod events;
 mod keyring;
 mod rotation;
 
 pub use audit::{AuditAction, AuditRecord, ChainCheck, GENESIS, RequestMeta, record_hash, verify_chain, write_audit};
+/// One stored audit record, as `auditEvents` lists it.
+pub use entity::audit_log::Model as AuditEntry;
+pub use events::AuditFilter;
 pub(crate) use keyring::hex_digest;
 pub use keyring::{Keyring, KeyringError, decode_key};
 pub use rotation::Rotation;

@@ -1,5 +1,6 @@
 //! The Query, Mutation and Subscription roots, merged from one object per area.
 
+mod audit;
 mod auth;
 mod directory;
 mod jobs;
@@ -16,6 +17,7 @@ pub struct QueryRoot(
     directory::DirectoryQuery,
     scheduling::SchedulingQuery,
     jobs::JobsQuery,
+    audit::AuditQuery,
 );
 
 /// Every mutation.
