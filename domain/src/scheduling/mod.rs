@@ -18,4 +18,10 @@ mod workflow;
 
 pub use model::{Appointment, AppointmentFilter, Hold, NewBooking, NewTimeOff, Slot, SlotQuery, WeeklyRuleInput};
 pub use status::AppointmentStatus;
+
+/// Validates weekly rules as `setWeeklyAvailability` does (for property tests).
+#[cfg(test)]
+pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::ServiceResult<Vec<(i16, u32, u32)>> {
+    rules::parse_rules(rules)
+}
 pub use store::zone as location_zone;
