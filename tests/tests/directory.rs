@@ -405,6 +405,28 @@ async fn patients_update_their_own_record(app: &TestApp) {
         app.gql(Some(&admin), PATIENT, json!({ "id": bob })).await.data()["patient"]["name"],
         "Bob"
     );
+
+    // Reminder channels: both on by default, each switched off by the patient.
+    let channels = "query($id: UUID!) { patient(id: $id) { notifyByEmail notifyBySms } }";
+    assert_eq!(
+        app.gql(Some(&token), channels, json!({ "id": ada })).await.data()["patient"],
+        json!({ "notifyByEmail": true, "notifyBySms": true })
+    );
+    let opted_out = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { updatePatient(id: $id, input: { notifyBySms: false }) { notifyByEmail notifyBySms } }",
+            json!({ "id": ada }),
+        )
+        .await;
+    assert_eq!(
+        opted_out.data()["updatePatient"],
+        json!({ "notifyByEmail": true, "notifyBySms": false })
+    );
+    assert_eq!(
+        app.gql(Some(&token), channels, json!({ "id": ada })).await.data()["patient"]["notifyBySms"],
+        false
+    );
 }
 
 async fn appointment_types_belong_to_locations(app: &TestApp) {

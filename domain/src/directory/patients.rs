@@ -32,6 +32,10 @@ pub struct Patient {
     pub email: Option<String>,
     /// Contact phone, E.164.
     pub phone: Option<String>,
+    /// Whether reminders may go by email.
+    pub notify_by_email: bool,
+    /// Whether reminders may go by SMS.
+    pub notify_by_sms: bool,
 }
 
 /// Input of `createPatient`.
@@ -104,6 +108,8 @@ impl Services {
             birth_date: input.birth_date,
             email,
             phone,
+            notify_by_email: true,
+            notify_by_sms: true,
         };
         let now = self.clock.now();
         let txn = self.db.begin().await?;
@@ -217,10 +223,12 @@ impl Services {
         active.email_bidx = Set(current.email.as_deref().map(|e| self.keyring.blind_index("email", e)));
         active.phone_bidx = Set(current.phone.as_deref().map(|p| self.keyring.blind_index("phone", p)));
         if let Some(accept) = input.notify_email {
+            current.notify_by_email = accept;
             active.notify_email = Set(accept);
             changed.push("notifyEmail");
         }
         if let Some(accept) = input.notify_sms {
+            current.notify_by_sms = accept;
             active.notify_sms = Set(accept);
             changed.push("notifySms");
         }
@@ -401,6 +409,8 @@ impl Services {
             birth_date: birth.parse().map_err(ServiceError::internal)?,
             email: row.email_enc.as_deref().map(|e| self.open(row, EMAIL, e)).transpose()?,
             phone: row.phone_enc.as_deref().map(|p| self.open(row, PHONE, p)).transpose()?,
+            notify_by_email: row.notify_email,
+            notify_by_sms: row.notify_sms,
         })
     }
 

@@ -63,6 +63,14 @@ impl Patient {
     async fn phone(&self) -> Option<&str> {
         self.0.phone.as_deref()
     }
+    /// Whether reminders may go by email (set with `updatePatient`).
+    async fn notify_by_email(&self) -> bool {
+        self.0.notify_by_email
+    }
+    /// Whether reminders may go by SMS (set with `updatePatient`).
+    async fn notify_by_sms(&self) -> bool {
+        self.0.notify_by_sms
+    }
 }
 
 /// A kind of visit offered at a location.
