@@ -2,16 +2,17 @@
 //! every request passes (request id, tracing, body limit, timeout).
 
 use crate::app::App;
-use crate::caller::{Origin, authorization, caller_from_authorization};
 use crate::health;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::http::Method;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use domain::Caller;
 use domain::settings::Mode;
 use schema::RequestCaller;
 use std::time::Duration;
@@ -65,14 +66,8 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// `POST /graphql`.
-async fn graphql(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Origin(meta): Origin,
-    request: GraphQLRequest,
-) -> Response {
-    let caller = caller_from_authorization(&app.services, authorization(&headers), meta);
+/// `POST /graphql`. The caller was authenticated by the rate-limit layer.
+async fn graphql(State(app): State<App>, Extension(caller): Extension<Caller>, request: GraphQLRequest) -> Response {
     let response: GraphQLResponse = app
         .schema
         .execute(request.into_inner().data(RequestCaller(caller)))

@@ -2,7 +2,7 @@
 //! security headers every response carries.
 
 use crate::app::App;
-use crate::caller::{Origin, authenticate, authorization};
+use crate::caller::{Origin, authorization, caller_from_authorization};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
@@ -16,15 +16,16 @@ const WINDOW: Duration = Duration::from_secs(60);
 
 /// Refuses a request over its address's or its user's limit with the
 /// contract's `RATE_LIMITED` error (HTTP 200, as GraphQL clients expect, with
-/// `Retry-After`).
-pub async fn rate_limit(State(app): State<App>, Origin(meta): Origin, request: Request, next: Next) -> Response {
+/// `Retry-After`). The token is verified here, once: the caller travels on to
+/// the GraphQL handler in the request's extensions.
+pub async fn rate_limit(State(app): State<App>, Origin(meta): Origin, mut request: Request, next: Next) -> Response {
     let counters = app.services.policy.counters.clone();
-    let user = authenticate(&app.services, authorization(request.headers()))
-        .ok()
-        .flatten()
-        .map(|claims| claims.sub);
+    let caller = caller_from_authorization(&app.services, authorization(request.headers()), meta);
+    let user = caller.actor.map(|actor| actor.user_id);
+    let client_ip = caller.meta.client_ip.clone();
+    request.extensions_mut().insert(caller);
     let mut checks = Vec::with_capacity(2);
-    if let Some(ip) = &meta.client_ip {
+    if let Some(ip) = &client_ip {
         checks.push((format!("http:ip:{ip}"), app.settings.rate_limit_ip_per_minute));
     }
     if let Some(user) = user {
