@@ -38,8 +38,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 }
 
 /// Verifies a bearer authorization value: `Ok(None)` when there is none,
-/// the token's claims when it is valid, the reason when it is not.
-pub fn authenticate(services: &Services, authorization: Option<&str>) -> Result<Option<AccessClaims>, &'static str> {
+/// the token's claims when it is valid and its session was not ended, the
+/// reason when it is not.
+pub async fn authenticate(
+    services: &Services,
+    authorization: Option<&str>,
+) -> Result<Option<AccessClaims>, &'static str> {
     let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -48,7 +52,7 @@ pub fn authenticate(services: &Services, authorization: Option<&str>) -> Result<
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .ok_or("invalid authorization header")?;
-    match services.tokens.verify(token, services.clock.now()) {
+    match services.verify_access_token(token).await {
         Ok(claims) => Ok(Some(claims)),
         Err(domain::ServiceError::Unauthenticated(reason)) => Err(reason),
         Err(_) => Err("invalid access token"),
@@ -58,12 +62,12 @@ pub fn authenticate(services: &Services, authorization: Option<&str>) -> Result<
 /// The caller a bearer authorization value speaks for. A missing token gives an
 /// anonymous caller; a bad one gives an anonymous caller that remembers why, so
 /// operations needing a user answer `UNAUTHENTICATED` with the reason.
-pub fn caller_from_authorization(services: &Services, authorization: Option<&str>, meta: RequestMeta) -> Caller {
+pub async fn caller_from_authorization(services: &Services, authorization: Option<&str>, meta: RequestMeta) -> Caller {
     let mut caller = Caller {
         meta,
         ..Caller::default()
     };
-    match authenticate(services, authorization) {
+    match authenticate(services, authorization).await {
         Ok(claims) => caller.actor = claims.map(|c| c.actor()),
         Err(reason) => caller.credential_error = Some(reason),
     }

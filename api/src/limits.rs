@@ -20,8 +20,8 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// the GraphQL handler in the request's extensions.
 pub async fn rate_limit(State(app): State<App>, Origin(meta): Origin, mut request: Request, next: Next) -> Response {
     let counters = app.services.policy.counters.clone();
-    let caller = caller_from_authorization(&app.services, authorization(request.headers()), meta);
-    let user = caller.actor.map(|actor| actor.user_id);
+    let caller = caller_from_authorization(&app.services, authorization(request.headers()), meta).await;
+    let user = caller.actor.as_ref().map(|actor| actor.user_id);
     let client_ip = caller.meta.client_ip.clone();
     request.extensions_mut().insert(caller);
     let mut checks = Vec::with_capacity(2);

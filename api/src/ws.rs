@@ -136,7 +136,7 @@ async fn serve(
             return;
         }
     };
-    let (caller, expires_at) = match authorize(&app.services, &init, meta) {
+    let (caller, expires_at) = match authorize(&app.services, &init, meta).await {
         Ok(authorized) => authorized,
         Err(reason) => {
             metrics::counter!(CLOSED_BY_SERVER, "reason" => "unauthorized").increment(1);
@@ -248,7 +248,11 @@ where
 }
 
 /// The caller and token expiry of a `connection_init` message.
-fn authorize(services: &Services, init: &str, meta: RequestMeta) -> Result<(Caller, DateTime<Utc>), &'static str> {
+async fn authorize(
+    services: &Services,
+    init: &str,
+    meta: RequestMeta,
+) -> Result<(Caller, DateTime<Utc>), &'static str> {
     let message: serde_json::Value = serde_json::from_str(init).map_err(|_| "malformed message")?;
     if message.get("type").and_then(|t| t.as_str()) != Some("connection_init") {
         return Err("connection_init must come first");
@@ -258,7 +262,9 @@ fn authorize(services: &Services, init: &str, meta: RequestMeta) -> Result<(Call
         .get("authorization")
         .or_else(|| payload.get("Authorization"))
         .and_then(|v| v.as_str());
-    let claims = authenticate(services, authorization)?.ok_or("authentication required")?;
+    let claims = authenticate(services, authorization)
+        .await?
+        .ok_or("authentication required")?;
     let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let caller = Caller {
         actor: Some(claims.actor()),

@@ -317,3 +317,76 @@ async fn a_redis_restart_is_reported_and_survived() {
     server.terminate();
     redis.stop();
 }
+
+/// Signing out (or an administrator ending a user's sessions) on one instance
+/// is honoured by every instance: the access token, still unexpired, is
+/// refused over HTTP and at a websocket's `connection_init`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_are_refused_on_every_instance() {
+    let database = TestDatabase::create().await;
+    let channel = format!("careslot:test:{}", uuid::Uuid::new_v4());
+    let env = deployment(&database, "redis://127.0.0.1:6379", &channel);
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let a = start(dir_a.path(), &env, &[]).await;
+    let b = start(dir_b.path(), &env, &[]).await;
+    let me = "{ me { id } }";
+    let login = "mutation { login(email: \"admin@clinic.test\", password: \"admin password 1234\") { accessToken refreshToken user { id } } }";
+
+    let session = a.gql(None, login, json!({})).await;
+    let access = session["data"]["login"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let refresh = session["data"]["login"]["refreshToken"].clone();
+    let other = a.admin_token().await;
+    assert!(b.gql(Some(&access), me, json!({})).await.get("errors").is_none());
+
+    let out = a
+        .gql(
+            None,
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": refresh }),
+        )
+        .await;
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    let refused = b.gql(Some(&access), me, json!({})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("session ended"),
+        "{refused}"
+    );
+    let mut socket = WsClient::connect(&b.ws_url(), "graphql-transport-ws").await;
+    socket
+        .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {access}") } }))
+        .await;
+    assert_eq!(socket.next().await["code"], 4403);
+    // Another sign-in of the same user is untouched.
+    assert!(b.gql(Some(&other), me, json!({})).await.get("errors").is_none());
+
+    // An administrator ends every session of a user through B; A refuses them.
+    let user = session["data"]["login"]["user"]["id"].clone();
+    let ended = b
+        .gql(
+            Some(&other),
+            "mutation($u: UUID!) { revokeUserSessions(userId: $u) }",
+            json!({ "u": user }),
+        )
+        .await;
+    assert!(
+        ended["data"]["revokeUserSessions"].as_i64().unwrap_or(0) >= 1,
+        "{ended}"
+    );
+    let refused = a.gql(Some(&other), me, json!({})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+    a.terminate();
+    b.terminate();
+}

@@ -16,5 +16,6 @@ pub mod patient_name_token;
 pub mod provider;
 pub mod provider_location;
 pub mod refresh_token;
+pub mod staff_location;
 pub mod time_off;
 pub mod user;

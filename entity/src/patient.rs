@@ -20,6 +20,8 @@ pub struct Model {
     pub notify_email: bool,
     /// The patient accepts SMS notifications.
     pub notify_sms: bool,
+    /// Where the patient was registered; STAFF of that location see them.
+    pub home_location_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

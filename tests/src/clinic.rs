@@ -38,8 +38,8 @@ impl Clinic {
     /// Sets the clinic up on `app`.
     pub async fn open(app: &TestApp) -> Self {
         let admin = app.admin().await;
-        let staff = app.staff(&admin, "desk@clinic.test").await;
         let location = app.create_location(&admin, "Main Street", "America/New_York").await;
+        let staff = app.staff(&admin, "desk@clinic.test", &[&location]).await;
         let provider = app
             .create_provider(&admin, "Dr. Grey", "grey@clinic.test", &[&location])
             .await;

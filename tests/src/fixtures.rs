@@ -52,12 +52,12 @@ impl TestApp {
         id(response.data(), "createAppointmentType")
     }
 
-    /// Creates a STAFF account and answers its access token.
-    pub async fn staff(&self, admin: &str, email: &str) -> String {
+    /// Creates a STAFF account working at `locations` and answers its access token.
+    pub async fn staff(&self, admin: &str, email: &str, locations: &[&str]) -> String {
         self.gql(
             Some(admin),
             "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
-            json!({ "i": { "email": email, "password": "staff password 1234", "role": "STAFF" } }),
+            json!({ "i": { "email": email, "password": "staff password 1234", "role": "STAFF", "locationIds": locations } }),
         )
         .await
         .data();

@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 enum Who {
     Anonymous,
     Admin,
+    /// STAFF of the clinic's location.
     Staff,
+    /// STAFF of another location.
+    OtherStaff,
     /// The provider of the target appointment.
     Provider,
     /// Another provider.
@@ -27,10 +30,11 @@ enum Who {
     OtherPatient,
 }
 
-const EVERYONE: [Who; 7] = [
+const EVERYONE: [Who; 8] = [
     Who::Anonymous,
     Who::Admin,
     Who::Staff,
+    Who::OtherStaff,
     Who::Provider,
     Who::OtherProvider,
     Who::Patient,
@@ -63,27 +67,30 @@ fn rule(operation: &str, who: Who) -> Expect {
         "me" | "locations" | "provider" | "providers" | "appointmentTypes" | "availableSlots" | "appointments"
         | "slotsChanged" => signed_in(Allowed),
         "patient" | "appointment" => signed_in(match who {
-            OtherProvider | OtherPatient => Null,
+            OtherStaff | OtherProvider | OtherPatient => Null,
             _ => Allowed,
         }),
         "patients" => signed_in(match who {
             Patient | OtherPatient => FORBIDDEN,
             _ => Allowed,
         }),
-        "createLocation" | "createProvider" | "createUser" | "deadLetters" | "auditEvents" => {
-            signed_in(if who == Admin { Allowed } else { FORBIDDEN })
-        }
+        "createLocation" | "createProvider" | "createUser" | "deadLetters" | "auditEvents" | "setStaffLocations"
+        | "revokeUserSessions" => signed_in(if who == Admin { Allowed } else { FORBIDDEN }),
         // Called with an id that is no job: an ADMIN passes the check and learns so.
         "retryJob" => signed_in(if who == Admin { NOT_FOUND } else { FORBIDDEN }),
-        "createPatient"
-        | "createAppointmentType"
-        | "setWeeklyAvailability"
-        | "addClosedDate"
-        | "appointmentsChanged" => signed_in(if matches!(who, Admin | Staff) {
+        // Another location's STAFF registers the patient at their own location.
+        "createPatient" => signed_in(if matches!(who, Admin | Staff | OtherStaff) {
             Allowed
         } else {
             FORBIDDEN
         }),
+        "createAppointmentType" | "setWeeklyAvailability" | "addClosedDate" | "appointmentsChanged" => {
+            signed_in(if matches!(who, Admin | Staff) {
+                Allowed
+            } else {
+                FORBIDDEN
+            })
+        }
         "updatePatient" => signed_in(match who {
             Admin | Staff | Patient => Allowed,
             Provider => FORBIDDEN,
@@ -94,7 +101,7 @@ fn rule(operation: &str, who: Who) -> Expect {
             _ => FORBIDDEN,
         }),
         "holdSlot" => signed_in(match who {
-            Provider | OtherProvider => FORBIDDEN,
+            OtherStaff | Provider | OtherProvider => FORBIDDEN,
             _ => Allowed,
         }),
         "releaseHold" => signed_in(match who {
@@ -121,11 +128,14 @@ fn rule(operation: &str, who: Who) -> Expect {
 
 struct Fixture {
     clinic: Clinic,
+    other_staff_token: String,
     other_provider_token: String,
     other_patient_token: String,
     /// Ids of the target appointment's patient etc.
     appointment: String,
     next_hour: std::cell::Cell<u32>,
+    /// Holds of the clinic's patient made for `releaseHold` calls.
+    patient_holds: std::cell::RefCell<Vec<Value>>,
 }
 
 impl Fixture {
@@ -134,6 +144,7 @@ impl Fixture {
             Who::Anonymous => return None,
             Who::Admin => &self.clinic.admin,
             Who::Staff => &self.clinic.staff,
+            Who::OtherStaff => &self.other_staff_token,
             Who::Provider => &self.clinic.provider_token,
             Who::OtherProvider => &self.other_provider_token,
             Who::Patient => &self.clinic.patient_token,
@@ -233,6 +244,22 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
             ),
             json!({ "e": format!("{unique}@s.test") }),
         ),
+        "setStaffLocations" | "revokeUserSessions" => {
+            let created = app
+                .gql(
+                    Some(&c.admin),
+                    "mutation($e: String!) { createUser(input: { email: $e, password: \"staff password 1234\", role: STAFF }) { id } }",
+                    json!({ "e": format!("{unique}@s.test") }),
+                )
+                .await;
+            let user = created.data()["createUser"]["id"].clone();
+            let doc = if operation == "setStaffLocations" {
+                "mutation($u: UUID!, $l: UUID!) { setStaffLocations(userId: $u, locationIds: [$l]) { id } }"
+            } else {
+                "mutation($u: UUID!) { revokeUserSessions(userId: $u) }"
+            };
+            (q(doc), json!({ "u": user, "l": c.location }))
+        }
         "createPatient" => (
             q("mutation { createPatient(input: { name: \"X\", birthDate: \"1990-01-01\" }) { id } }"),
             json!({}),
@@ -270,6 +297,16 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
             json!({ "p": c.provider, "t": c.checkup, "s": fx.fresh_start() }),
         ),
         "releaseHold" => {
+            // Holds left by callers who may not release them must not count
+            // against the patient's limit of live holds.
+            for earlier in fx.patient_holds.take() {
+                app.gql(
+                    Some(&c.patient_token),
+                    "mutation($id: UUID!) { releaseHold(id: $id) }",
+                    json!({ "id": earlier }),
+                )
+                .await;
+            }
             let held = app
                 .gql(
                     Some(&c.patient_token),
@@ -277,10 +314,9 @@ async fn call(app: &TestApp, fx: &Fixture, operation: &str) -> (String, Value) {
                     json!({ "p": c.provider, "t": c.checkup, "s": fx.fresh_start() }),
                 )
                 .await;
-            (
-                q("mutation($id: UUID!) { releaseHold(id: $id) }"),
-                json!({ "id": held.data()["holdSlot"]["id"] }),
-            )
+            let id = held.data()["holdSlot"]["id"].clone();
+            fx.patient_holds.replace(vec![id.clone()]);
+            (q("mutation($id: UUID!) { releaseHold(id: $id) }"), json!({ "id": id }))
         }
         "bookAppointment" => (
             q("mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { id } }"),
@@ -386,12 +422,16 @@ async fn every_operation_answers_every_caller_as_its_rule_says() {
     app.create_patient(&clinic.staff, json!({ "name": "Olive Other", "birthDate": "1970-01-01", "email": "olive@x.org", "password": "long enough password" }))
         .await;
     let other_patient_token = app.login("olive@x.org", "long enough password").await;
+    let elsewhere = app.create_location(&clinic.admin, "Elsewhere", "UTC").await;
+    let other_staff_token = app.staff(&clinic.admin, "far@clinic.test", &[&elsewhere]).await;
     let fx = Fixture {
+        other_staff_token,
         appointment: String::new(),
         clinic,
         other_provider_token,
         other_patient_token,
         next_hour: std::cell::Cell::new(0),
+        patient_holds: std::cell::RefCell::default(),
     };
     let appointment = fx.fresh_appointment(&app).await;
     let fx = Fixture { appointment, ..fx };

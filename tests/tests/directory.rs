@@ -42,7 +42,7 @@ async fn locations_validate_time_zones_and_roles(app: &TestApp) {
     let missing_field = app.gql(Some(&admin), create, json!({ "i": { "name": "X" } })).await;
     assert_eq!(missing_field.code(), "BAD_USER_INPUT");
 
-    let staff = app.staff(&admin, "desk@clinic.test").await;
+    let staff = app.staff(&admin, "desk@clinic.test", &[]).await;
     let by_staff = app
         .gql(Some(&staff), create, json!({ "i": { "name": "X", "timeZone": "UTC" } }))
         .await;
@@ -192,7 +192,8 @@ const PATIENT: &str = "query($id: UUID!) { patient(id: $id) { id name birthDate 
 
 async fn patients_are_visible_only_to_who_may_see_them(app: &TestApp) {
     let admin = app.admin().await;
-    let staff = app.staff(&admin, "desk@clinic.test").await;
+    let desk = app.create_location(&admin, "Front", "UTC").await;
+    let staff = app.staff(&admin, "desk@clinic.test", &[&desk]).await;
     let ada = app
         .create_patient(&staff, json!({ "name": "Ada Lovelace", "birthDate": "1985-12-10", "email": "Ada@Example.org", "phone": "+44 20 7946 0000", "password": "analytical engine" }))
         .await;
@@ -431,9 +432,9 @@ async fn patients_update_their_own_record(app: &TestApp) {
 
 async fn appointment_types_belong_to_locations(app: &TestApp) {
     let admin = app.admin().await;
-    let staff = app.staff(&admin, "desk@clinic.test").await;
     let here = app.create_location(&admin, "Here", "UTC").await;
     let there = app.create_location(&admin, "There", "UTC").await;
+    let staff = app.staff(&admin, "desk@clinic.test", &[&here, &there]).await;
     let checkup = app.create_appointment_type(&staff, &here, "Checkup", 30).await;
     app.create_appointment_type(&staff, &there, "Consult", 45).await;
     let list = app
@@ -464,7 +465,7 @@ async fn appointment_types_belong_to_locations(app: &TestApp) {
     );
     let nowhere = app
         .gql(
-            Some(&staff),
+            Some(&admin),
             create,
             json!({ "i": { "name": "X", "durationMinutes": 30, "locationId": uuid::Uuid::new_v4() } }),
         )
@@ -473,6 +474,16 @@ async fn appointment_types_belong_to_locations(app: &TestApp) {
         (nowhere.code(), nowhere.field()),
         ("BAD_USER_INPUT", Some("input.locationId"))
     );
+    // STAFF create types only where they work.
+    let elsewhere = app.create_location(&admin, "Elsewhere", "UTC").await;
+    let not_theirs = app
+        .gql(
+            Some(&staff),
+            create,
+            json!({ "i": { "name": "X", "durationMinutes": 30, "locationId": elsewhere } }),
+        )
+        .await;
+    assert_eq!(not_theirs.code(), "FORBIDDEN");
     let patient = app
         .create_patient(
             &admin,

@@ -673,7 +673,7 @@ async fn offsets_per_location_and_type_and_channel_opt_outs(app: &TestApp) {
         }
         let kind = app
             .gql(
-                Some(&clinic.staff),
+                Some(&clinic.admin),
                 "mutation($i: CreateAppointmentTypeInput!) { createAppointmentType(input: $i) { id } }",
                 json!({ "i": input }),
             )
@@ -691,7 +691,7 @@ async fn offsets_per_location_and_type_and_channel_opt_outs(app: &TestApp) {
             )
             .await;
         app.gql(
-            Some(&clinic.staff),
+            Some(&clinic.admin),
             "mutation($p: UUID!, $l: UUID!, $r: [WeeklyRuleInput!]!) { setWeeklyAvailability(providerId: $p, locationId: $l, rules: $r) { id } }",
             json!({ "p": provider, "l": uptown, "r": careslot_tests::clinic::weekdays_nine_to_five() }),
         )
@@ -699,7 +699,7 @@ async fn offsets_per_location_and_type_and_channel_opt_outs(app: &TestApp) {
         .data();
         let booked = app
             .gql(
-                Some(&clinic.staff),
+                Some(&clinic.admin),
                 "mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { id } }",
                 json!({ "i": { "providerId": provider, "patientId": patient, "appointmentTypeId": kind, "start": THU_10 } }),
             )

@@ -141,10 +141,12 @@ async fn rules_are_validated(app: &TestApp) {
     // A refused replacement changes nothing.
     assert_eq!(clinic.thursday(app, &clinic.staff).await.len(), 16);
     let elsewhere = app.create_location(&clinic.admin, "Elsewhere", "UTC").await;
+    let set_elsewhere =
+        "mutation($p: UUID!, $l: UUID!) { setWeeklyAvailability(providerId: $p, locationId: $l, rules: []) { id } }";
     let not_there = app
         .gql(
-            Some(&clinic.staff),
-            "mutation($p: UUID!, $l: UUID!) { setWeeklyAvailability(providerId: $p, locationId: $l, rules: []) { id } }",
+            Some(&clinic.admin),
+            set_elsewhere,
             json!({ "p": clinic.provider, "l": elsewhere }),
         )
         .await;
@@ -152,6 +154,15 @@ async fn rules_are_validated(app: &TestApp) {
         (not_there.code(), not_there.field()),
         ("BAD_USER_INPUT", Some("locationId"))
     );
+    // The front desk of Main Street does not run another location's calendar.
+    let not_theirs = app
+        .gql(
+            Some(&clinic.staff),
+            set_elsewhere,
+            json!({ "p": clinic.provider, "l": elsewhere }),
+        )
+        .await;
+    assert_eq!(not_theirs.code(), "FORBIDDEN");
     let by_patient = app
         .gql(
             Some(&clinic.patient_token),

@@ -11,7 +11,7 @@ const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, passw
 async fn a_user_over_the_limit_is_told_when_to_come_back() {
     let app = TestApp::spawn_with(Backend::Sqlite, &[("CARESLOT_RATE_LIMIT_USER_PER_MINUTE", "5")]).await;
     let token = app.admin().await;
-    let staff = app.staff(&token, "desk@clinic.test").await;
+    let staff = app.staff(&token, "desk@clinic.test", &[]).await;
     for _ in 0..4 {
         app.gql(Some(&token), "{ me { id } }", json!({})).await.data();
     }

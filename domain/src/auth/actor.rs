@@ -1,7 +1,7 @@
 //! Roles and the authenticated caller.
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{PatientId, ProviderId, UserId};
+use crate::ids::{LocationId, PatientId, ProviderId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What a user may do (see the contract's Roles paragraph).
@@ -42,7 +42,7 @@ impl Role {
 }
 
 /// The authenticated caller of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     /// The user.
     pub user_id: UserId,
@@ -52,6 +52,12 @@ pub struct Actor {
     pub provider_id: Option<ProviderId>,
     /// Set for PATIENT users.
     pub patient_id: Option<PatientId>,
+    /// The locations a STAFF user works at (empty for other roles). Carried in
+    /// the access token; changing them revokes the user's sessions.
+    pub locations: std::sync::Arc<[LocationId]>,
+    /// The sign-in (refresh-token family) the access token belongs to, so that
+    /// signing out ends it everywhere.
+    pub session_id: Option<uuid::Uuid>,
 }
 
 impl Actor {
@@ -72,5 +78,30 @@ impl Actor {
     /// Refuses unless the caller is ADMIN or STAFF.
     pub fn require_staff(&self) -> ServiceResult<()> {
         self.require(&[Role::Admin, Role::Staff])
+    }
+
+    /// True when the caller administers `location`: every ADMIN, and STAFF
+    /// who work there. Other roles never do.
+    pub fn manages_location(&self, location: LocationId) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Staff => self.locations.contains(&location),
+            Role::Provider | Role::Patient => false,
+        }
+    }
+
+    /// Refuses unless the caller is ADMIN, or STAFF working at `location`.
+    pub fn require_manages(&self, location: LocationId) -> ServiceResult<()> {
+        if self.manages_location(location) {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden)
+        }
+    }
+
+    /// The locations that bound a STAFF caller's view; `None` for everyone
+    /// else (ADMIN sees all; PROVIDER and PATIENT are bounded otherwise).
+    pub fn staff_scope(&self) -> Option<Vec<uuid::Uuid>> {
+        (self.role == Role::Staff).then(|| self.locations.iter().map(|l| l.0).collect())
     }
 }

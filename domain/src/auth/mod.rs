@@ -2,7 +2,9 @@
 
 mod actor;
 mod password;
+mod revocation;
 mod service;
+mod sessions;
 mod throttle;
 mod tokens;
 

@@ -25,6 +25,8 @@ pub struct User {
     pub provider_id: Option<crate::ids::ProviderId>,
     /// Set for PATIENT users.
     pub patient_id: Option<crate::ids::PatientId>,
+    /// The locations a STAFF user works at (empty for other roles).
+    pub location_ids: Vec<crate::ids::LocationId>,
 }
 
 /// What a successful sign-in or refresh answers.
@@ -78,8 +80,8 @@ impl Services {
             }
         };
         super::throttle::succeeded(self.policy.counters.as_ref(), &throttles).await;
-        let user = self.user_from_row(&row)?;
         let txn = self.db.begin().await?;
+        let user = self.load_user(&txn, &row).await?;
         let session = self.start_session(&txn, user, Uuid::now_v7()).await?;
         txn.commit().await?;
         Ok(session)
@@ -107,7 +109,7 @@ impl Services {
             .await?;
         if claimed.rows_affected != 1 {
             txn.rollback().await?;
-            self.revoke_family(&self.db, row.family_id).await?;
+            self.end_session(&self.db, row.family_id).await?;
             tracing::warn!(user_id = %row.user_id, family = %row.family_id, "refresh token reused: family revoked");
             return Err(BAD_REFRESH);
         }
@@ -118,7 +120,7 @@ impl Services {
         if user_row.disabled {
             return Err(BAD_REFRESH);
         }
-        let user = self.user_from_row(&user_row)?;
+        let user = self.load_user(&txn, &user_row).await?;
         let session = self.start_session(&txn, user, row.family_id).await?;
         txn.commit().await?;
         Ok(session)
@@ -133,7 +135,7 @@ impl Services {
             .await?;
         match row {
             Some(row) => {
-                self.revoke_family(&self.db, row.family_id).await?;
+                self.end_session(&self.db, row.family_id).await?;
                 Ok(true)
             }
             None => Ok(false),
@@ -147,17 +149,31 @@ impl Services {
             .one(&self.db)
             .await?
             .ok_or(ServiceError::Unauthenticated("user no longer exists"))?;
-        self.user_from_row(&row)
+        self.load_user(&self.db, &row).await
     }
 
-    /// Creates an ADMIN or STAFF account (ADMIN). Providers and patients get their
-    /// sign-ins through `createProvider` and `createPatient`.
-    pub async fn create_user(&self, caller: &Caller, email: &str, password: &str, role: Role) -> ServiceResult<User> {
+    /// Creates an ADMIN or STAFF account (ADMIN); STAFF work at `locations`.
+    /// Providers and patients get their sign-ins through `createProvider` and
+    /// `createPatient`.
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        email: &str,
+        password: &str,
+        role: Role,
+        locations: &[crate::ids::LocationId],
+    ) -> ServiceResult<User> {
         caller.actor()?.require(&[Role::Admin])?;
         if !matches!(role, Role::Admin | Role::Staff) {
             return Err(ServiceError::bad_input(
                 "input.role",
                 "only ADMIN and STAFF accounts are created here; providers and patients have their own mutations",
+            ));
+        }
+        if role == Role::Admin && !locations.is_empty() {
+            return Err(ServiceError::bad_input(
+                "input.locationIds",
+                "ADMIN works at every location; only STAFF take locationIds",
             ));
         }
         let txn = self.db.begin().await?;
@@ -174,6 +190,9 @@ impl Services {
                 "input.email",
             )
             .await?;
+        self.write_staff_locations(&txn, id, locations, "input.locationIds")
+            .await?;
+        let location_ids = self.staff_locations_of(&txn, id).await?;
         txn.commit().await?;
         Ok(User {
             id,
@@ -181,6 +200,7 @@ impl Services {
             role,
             provider_id: None,
             patient_id: None,
+            location_ids,
         })
     }
 
@@ -266,6 +286,15 @@ impl Services {
         }
     }
 
+    /// A user row as shown to clients, with a STAFF user's locations.
+    pub(crate) async fn load_user(&self, conn: &impl ConnectionTrait, row: &user::Model) -> ServiceResult<User> {
+        let mut user = self.user_from_row(row)?;
+        if user.role == Role::Staff {
+            user.location_ids = self.staff_locations_of(conn, user.id).await?;
+        }
+        Ok(user)
+    }
+
     fn user_from_row(&self, row: &user::Model) -> ServiceResult<User> {
         let role = Role::parse(&row.role)
             .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("unknown role in users row {}", row.id)))?;
@@ -279,6 +308,7 @@ impl Services {
             role,
             provider_id: row.provider_id.map(Into::into),
             patient_id: row.patient_id.map(Into::into),
+            location_ids: Vec::new(),
         })
     }
 
@@ -294,6 +324,8 @@ impl Services {
             role: user.role,
             provider_id: user.provider_id,
             patient_id: user.patient_id,
+            locations: user.location_ids.clone().into(),
+            session_id: Some(family_id),
         };
         let (access_token, expires_at) = self.tokens.issue(&actor, now)?;
         let refresh = new_refresh_token();
@@ -315,15 +347,5 @@ impl Services {
             expires_at,
             user,
         })
-    }
-
-    async fn revoke_family(&self, conn: &impl ConnectionTrait, family_id: Uuid) -> ServiceResult<()> {
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(self.clock.now()))
-            .filter(refresh_token::Column::FamilyId.eq(family_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(conn)
-            .await?;
-        Ok(())
     }
 }

@@ -28,6 +28,12 @@ pub struct AccessClaims {
     /// Patient id of a PATIENT user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pat: Option<Uuid>,
+    /// Locations of a STAFF user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loc: Vec<Uuid>,
+    /// Session (refresh-token family) id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
     /// Issued at (seconds).
     pub iat: i64,
     /// Expires at (seconds).
@@ -48,6 +54,8 @@ impl AccessClaims {
             role: self.role,
             provider_id: self.prv.map(Into::into),
             patient_id: self.pat.map(Into::into),
+            locations: self.loc.iter().copied().map(Into::into).collect(),
+            session_id: self.sid,
         }
     }
 }
@@ -78,6 +86,11 @@ impl TokenKeys {
         }
     }
 
+    /// How long an access token lives.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
     /// Issues an access token for `actor` at `now`; answers it and its expiry.
     pub fn issue(&self, actor: &Actor, now: DateTime<Utc>) -> ServiceResult<(String, DateTime<Utc>)> {
         let expires_at = now + self.access_ttl;
@@ -86,6 +99,8 @@ impl TokenKeys {
             role: actor.role,
             prv: actor.provider_id.map(|p| p.0),
             pat: actor.patient_id.map(|p| p.0),
+            loc: actor.locations.iter().map(|l| l.0).collect(),
+            sid: actor.session_id,
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             iss: ISSUER.into(),
@@ -137,6 +152,8 @@ mod tests {
             role: Role::Staff,
             provider_id: None,
             patient_id: None,
+            locations: vec![crate::ids::LocationId::new()].into(),
+            session_id: Some(Uuid::new_v4()),
         }
     }
 
@@ -144,10 +161,12 @@ mod tests {
     fn issued_token_verifies_until_expiry() {
         let keys = TokenKeys::new(&[7; 32], Duration::minutes(15));
         let now = Utc::now();
-        let (token, exp) = keys.issue(&actor(), now).expect("issue");
+        let staff = actor();
+        let (token, exp) = keys.issue(&staff, now).expect("issue");
         assert_eq!(exp, now + Duration::minutes(15));
         let claims = keys.verify(&token, now).expect("verifies");
         assert_eq!(claims.role, Role::Staff);
+        assert_eq!(claims.actor(), staff, "locations and session survive the round trip");
         assert!(matches!(
             keys.verify(&token, now + Duration::minutes(16)),
             Err(ServiceError::Unauthenticated("access token expired"))

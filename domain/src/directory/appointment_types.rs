@@ -86,7 +86,7 @@ impl Services {
         caller: &Caller,
         input: NewAppointmentType,
     ) -> ServiceResult<AppointmentType> {
-        caller.actor()?.require_staff()?;
+        caller.actor()?.require_manages(input.location_id)?;
         let name = validate::name("input.name", &input.name, 200)?;
         let duration =
             minutes("input.durationMinutes", Some(input.duration_minutes), 5..=480)?.unwrap_or(input.duration_minutes);

@@ -5,7 +5,7 @@
 
 use crate::auth::{Actor, NewUser, Role};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ids::PatientId;
+use crate::ids::{LocationId, PatientId};
 use crate::pagination::{Page, decode_cursor, encode_cursor, page_size};
 use crate::phi::{AuditAction, AuditRecord};
 use crate::services::{Caller, Services};
@@ -51,6 +51,9 @@ pub struct NewPatient {
     pub phone: Option<String>,
     /// Creates a PATIENT sign-in with the email when present.
     pub password: Option<String>,
+    /// Where the patient registers (STAFF of that location see them). A STAFF
+    /// caller working at one location may omit it.
+    pub location_id: Option<LocationId>,
 }
 
 /// Input of `updatePatient`: `None` leaves a field alone; `Some(None)` clears it.
@@ -76,7 +79,9 @@ const PHONE: &str = "patients.phone";
 impl Services {
     /// Creates a patient (ADMIN, STAFF), with a PATIENT sign-in when a password is given.
     pub async fn create_patient(&self, caller: &Caller, input: NewPatient) -> ServiceResult<Patient> {
-        caller.actor()?.require_staff()?;
+        let actor = caller.actor()?;
+        actor.require_staff()?;
+        let home = self.home_location(actor, input.location_id).await?;
         let name = validate::name("input.name", &input.name, 200)?;
         let today = self.clock.now().date_naive();
         if input.birth_date > today || input.birth_date < NaiveDate::from_ymd_opt(1880, 1, 1).unwrap_or(NaiveDate::MIN)
@@ -125,6 +130,7 @@ impl Services {
             phone_bidx: Set(patient.phone.as_deref().map(|p| self.keyring.blind_index("phone", p))),
             notify_email: Set(true),
             notify_sms: Set(true),
+            home_location_id: Set(home.map(|l| l.0)),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -164,7 +170,8 @@ impl Services {
     pub async fn update_patient(&self, caller: &Caller, id: PatientId, input: PatientUpdate) -> ServiceResult<Patient> {
         let actor = caller.actor()?;
         match actor.role {
-            Role::Admin | Role::Staff => {}
+            Role::Admin => {}
+            Role::Staff if self.may_see_patient(actor, id).await? => {}
             Role::Patient if actor.patient_id == Some(id) => {}
             // A provider may see their patients but not change them.
             Role::Provider if self.may_see_patient(actor, id).await? => return Err(ServiceError::Forbidden),
@@ -311,6 +318,9 @@ impl Services {
         if let Some(after) = after {
             query = query.filter(patient::Column::Id.gt(after));
         }
+        if let Some(scope) = actor.staff_scope() {
+            query = query.filter(staff_sees(scope));
+        }
         if let Some(provider_id) = actor.provider_id.filter(|_| actor.role == Role::Provider) {
             query = query.filter(
                 patient::Column::Id.in_subquery(
@@ -377,7 +387,13 @@ impl Services {
     /// record, a provider the patients they have appointments with.
     pub async fn may_see_patient(&self, actor: &Actor, id: PatientId) -> ServiceResult<bool> {
         Ok(match actor.role {
-            Role::Admin | Role::Staff => true,
+            Role::Admin => true,
+            Role::Staff => patient::Entity::find()
+                .filter(patient::Column::Id.eq(id.0))
+                .filter(staff_sees(actor.staff_scope().unwrap_or_default()))
+                .one(&self.db)
+                .await?
+                .is_some(),
             Role::Patient => actor.patient_id == Some(id),
             Role::Provider => match actor.provider_id {
                 Some(provider_id) => appointment::Entity::find()
@@ -389,6 +405,24 @@ impl Services {
                 None => false,
             },
         })
+    }
+
+    /// The location a new patient registers at: the one asked for, which STAFF
+    /// must work at, or a STAFF caller's only location.
+    async fn home_location(&self, actor: &Actor, asked: Option<LocationId>) -> ServiceResult<Option<LocationId>> {
+        if let Some(location) = asked {
+            crate::scheduling::location_exists(&self.db, location).await?;
+            actor.require_manages(location)?;
+            return Ok(Some(location));
+        }
+        match (actor.role, &actor.locations[..]) {
+            (Role::Staff, [only]) => Ok(Some(*only)),
+            (Role::Staff, _) => Err(ServiceError::bad_input(
+                "input.locationId",
+                "choose the location the patient registers at",
+            )),
+            _ => Ok(None),
+        }
     }
 
     fn seal(&self, field: &str, row: Uuid, value: &str) -> ServiceResult<Vec<u8>> {
@@ -427,4 +461,20 @@ impl Services {
         .await?;
         Ok(())
     }
+}
+
+/// Patients a STAFF member of `locations` sees: registered there, or with an
+/// appointment there.
+fn staff_sees(locations: Vec<Uuid>) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(patient::Column::HomeLocationId.is_in(locations.clone()))
+        .add(
+            patient::Column::Id.in_subquery(
+                Query::select()
+                    .column(appointment::Column::PatientId)
+                    .from(appointment::Entity)
+                    .and_where(Expr::col(appointment::Column::LocationId).is_in(locations))
+                    .to_owned(),
+            ),
+        )
 }

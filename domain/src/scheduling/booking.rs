@@ -29,7 +29,7 @@ impl Services {
     /// STAFF, ADMIN). With an idempotency key, a retry with the same input answers
     /// the first appointment; the same key with other input is refused.
     pub async fn book_appointment(&self, caller: &Caller, input: NewBooking) -> ServiceResult<Appointment> {
-        let actor = *caller.actor()?;
+        let actor = caller.actor()?.clone();
         match actor.role {
             Role::Admin | Role::Staff => {}
             Role::Patient if actor.patient_id == Some(input.patient_id) => {}
@@ -79,6 +79,13 @@ impl Services {
             return Err(ServiceError::NotFound("patient"));
         }
         let kind = self.appointment_type_row(&self.db, input.appointment_type_id.0).await?;
+        if actor.role == Role::Staff {
+            // A front desk books at its own locations, for patients it may see.
+            actor.require_manages(kind.location_id.into())?;
+            if !self.may_see_patient(actor, input.patient_id).await? {
+                return Err(ServiceError::NotFound("patient"));
+            }
+        }
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         lock_provider(&txn, input.provider_id).await?;
@@ -188,7 +195,7 @@ impl Services {
         id: AppointmentId,
         start: DateTime<Utc>,
     ) -> ServiceResult<Appointment> {
-        let actor = *caller.actor()?;
+        let actor = caller.actor()?.clone();
         let current = self
             .appointment_for_change(&actor, id, &[Role::Admin, Role::Staff, Role::Patient])
             .await?;
@@ -386,7 +393,7 @@ impl Services {
 /// True when `actor` may see the appointment `row`.
 pub(super) fn sees(actor: &Actor, row: &appointment::Model) -> bool {
     match actor.role {
-        Role::Admin | Role::Staff => true,
+        Role::Admin | Role::Staff => actor.manages_location(row.location_id.into()),
         Role::Patient => actor.patient_id.is_some_and(|p| p.0 == row.patient_id),
         Role::Provider => actor.provider_id.is_some_and(|p| p.0 == row.provider_id),
     }

@@ -32,6 +32,9 @@ impl Services {
         actor.require(&[Role::Patient, Role::Staff, Role::Admin])?;
         super::slots::provider_exists(&self.db, provider_id).await?;
         let kind = self.appointment_type_row(&self.db, appointment_type_id.0).await?;
+        if actor.role == Role::Staff {
+            actor.require_manages(kind.location_id.into())?;
+        }
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         lock_provider(&txn, provider_id).await?;
@@ -87,14 +90,24 @@ impl Services {
         Ok(hold_from(row))
     }
 
-    /// Releases a hold of the caller's (or any hold, for STAFF and ADMIN).
+    /// Releases a hold of the caller's (or any hold at their locations, for
+    /// STAFF and ADMIN).
     pub async fn release_hold(&self, caller: &Caller, id: HoldId) -> ServiceResult<bool> {
         let actor = caller.actor()?;
-        let row = hold::Entity::find_by_id(id.0).one(&self.db).await?;
-        let row = match row {
-            Some(row) if row.held_by == actor.user_id.0 || actor.is_staff() => row,
-            _ => return Err(ServiceError::NotFound("hold")),
+        let Some(row) = hold::Entity::find_by_id(id.0).one(&self.db).await? else {
+            return Err(ServiceError::NotFound("hold"));
         };
+        let allowed = row.held_by == actor.user_id.0
+            || (actor.is_staff()
+                && actor.manages_location(
+                    self.appointment_type_row(&self.db, row.appointment_type_id)
+                        .await?
+                        .location_id
+                        .into(),
+                ));
+        if !allowed {
+            return Err(ServiceError::NotFound("hold"));
+        }
         let deleted = hold::Entity::delete_by_id(row.id).exec(&self.db).await?;
         if deleted.rows_affected == 1 && row.expires_at > self.clock.now() {
             self.publish([slot_event(&row, SlotStatus::Free, SlotChangeReason::Released)])

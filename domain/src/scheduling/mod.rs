@@ -24,4 +24,5 @@ pub use status::AppointmentStatus;
 pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::ServiceResult<Vec<(i16, u32, u32)>> {
     rules::parse_rules(rules)
 }
+pub(crate) use slots::location_exists;
 pub use store::zone as location_zone;

@@ -51,7 +51,11 @@ impl Services {
             .order_by_asc(appointment::Column::Id)
             .limit(first + 1);
         match actor.role {
-            Role::Admin | Role::Staff => {}
+            Role::Admin => {}
+            Role::Staff => {
+                let scope = actor.staff_scope().unwrap_or_default();
+                query = query.filter(appointment::Column::LocationId.is_in(scope));
+            }
             Role::Patient => {
                 let own = actor.patient_id.ok_or(ServiceError::Forbidden)?;
                 if filter.patient_id.is_some_and(|p| p != own) {

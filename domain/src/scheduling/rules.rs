@@ -74,7 +74,7 @@ impl Services {
         location_id: LocationId,
         rules: Vec<WeeklyRuleInput>,
     ) -> ServiceResult<Provider> {
-        caller.actor()?.require_staff()?;
+        caller.actor()?.require_manages(location_id)?;
         provider_exists(&self.db, provider_id).await?;
         location_row(&self.db, location_id.0).await?;
         let works_there = provider_location::Entity::find_by_id((provider_id.0, location_id.0))
@@ -133,6 +133,17 @@ impl Services {
             _ => return Err(ServiceError::Forbidden),
         }
         provider_exists(&self.db, input.provider_id).await?;
+        if let Some(scope) = actor.staff_scope() {
+            // A front desk blocks the time of providers who work at its locations.
+            let works_here = provider_location::Entity::find()
+                .filter(provider_location::Column::ProviderId.eq(input.provider_id.0))
+                .filter(provider_location::Column::LocationId.is_in(scope))
+                .one(&self.db)
+                .await?;
+            if works_here.is_none() {
+                return Err(ServiceError::Forbidden);
+            }
+        }
         if input.end <= input.start {
             return Err(ServiceError::bad_input("input.end", "end must be after start"));
         }
@@ -175,7 +186,7 @@ impl Services {
         date: NaiveDate,
         reason: Option<String>,
     ) -> ServiceResult<bool> {
-        caller.actor()?.require_staff()?;
+        caller.actor()?.require_manages(location_id)?;
         let location = location_row(&self.db, location_id.0).await?;
         let exists = location_closed_date::Entity::find_by_id((location_id.0, date))
             .one(&self.db)

@@ -172,6 +172,11 @@ pub(super) async fn location_row(conn: &impl ConnectionTrait, id: Uuid) -> Servi
         .ok_or(ServiceError::NotFound("location"))
 }
 
+/// `NOT_FOUND` unless the location exists.
+pub(crate) async fn location_exists(conn: &impl ConnectionTrait, id: crate::ids::LocationId) -> ServiceResult<()> {
+    location_row(conn, id.0).await.map(|_| ())
+}
+
 /// `NOT_FOUND` unless the provider exists.
 pub(super) async fn provider_exists(conn: &impl ConnectionTrait, id: ProviderId) -> ServiceResult<()> {
     provider::Entity::find_by_id(id.0)

@@ -25,7 +25,7 @@ impl Services {
         id: AppointmentId,
         reason: Option<String>,
     ) -> ServiceResult<Appointment> {
-        let actor = *caller.actor()?;
+        let actor = caller.actor()?.clone();
         let row = self
             .appointment_for_change(&actor, id, &[Role::Admin, Role::Staff, Role::Patient])
             .await?;
@@ -66,7 +66,7 @@ impl Services {
     }
 
     async fn advance(&self, caller: &Caller, id: AppointmentId, to: AppointmentStatus) -> ServiceResult<Appointment> {
-        let actor = *caller.actor()?;
+        let actor = caller.actor()?.clone();
         let row = self
             .appointment_for_change(&actor, id, &[Role::Admin, Role::Staff, Role::Provider])
             .await?;
@@ -91,7 +91,7 @@ impl Services {
         reason: Option<String>,
         note: Option<String>,
     ) -> ServiceResult<Appointment> {
-        let actor = *caller.actor()?;
+        let actor = caller.actor()?.clone();
         let from = super::store::status_of(&row)?;
         let now = self.clock.now();
         let txn = self.db.begin().await?;

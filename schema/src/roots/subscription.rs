@@ -40,13 +40,14 @@ impl SubscriptionRoot {
         }))
     }
 
-    /// Every appointment change at a location, for front-desk calendars (STAFF, ADMIN).
+    /// Every appointment change at a location, for front-desk calendars (ADMIN,
+    /// and STAFF who work at the location).
     async fn appointments_changed(
         &self,
         ctx: &Context<'_>,
         location_id: Uuid,
     ) -> Result<impl Stream<Item = AppointmentEvent> + use<>> {
-        caller(ctx).actor().gql()?.require_staff().gql()?;
+        caller(ctx).actor().gql()?.require_manages(location_id.into()).gql()?;
         let services = services(ctx).clone();
         let receiver = services.bus.subscribe();
         let selected = events(receiver, move |event| match event.as_ref() {

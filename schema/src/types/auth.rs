@@ -49,6 +49,10 @@ pub struct CreateUserInput {
     pub password: String,
     /// ADMIN or STAFF.
     pub role: Role,
+    /// The locations a STAFF user works at; they see appointments, patients
+    /// and calendars of these only. Not for ADMIN.
+    #[graphql(default)]
+    pub location_ids: Vec<Uuid>,
 }
 
 /// A signed-in user.
@@ -70,6 +74,10 @@ impl User {
     }
     async fn patient_id(&self) -> Option<Uuid> {
         self.0.patient_id.map(|p| p.0)
+    }
+    /// The locations a STAFF user works at (empty for other roles).
+    async fn location_ids(&self) -> Vec<Uuid> {
+        self.0.location_ids.iter().map(|l| l.0).collect()
     }
 }
 

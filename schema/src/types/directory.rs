@@ -155,6 +155,9 @@ pub struct CreatePatientInput {
     pub phone: Option<String>,
     /// Creates a PATIENT sign-in when given.
     pub password: Option<String>,
+    /// Where the patient registers; STAFF of that location see them. STAFF
+    /// working at a single location may omit it.
+    pub location_id: Option<Uuid>,
 }
 
 /// Input of `updatePatient`: an absent field is left alone; `null` clears email or phone.
@@ -224,6 +227,7 @@ impl From<CreatePatientInput> for d::NewPatient {
             email: input.email,
             phone: input.phone,
             password: input.password,
+            location_id: input.location_id.map(Into::into),
         }
     }
 }
