@@ -119,6 +119,7 @@ impl App {
             SchemaOptions {
                 max_depth: settings.graphql_max_depth,
                 max_complexity: settings.graphql_max_complexity,
+                max_aliases: settings.graphql_max_aliases,
                 introspection: settings.mode != Mode::Production,
             },
         );

@@ -107,6 +107,8 @@ pub struct Settings {
     pub graphql_max_depth: usize,
     /// `CARESLOT_GRAPHQL_MAX_COMPLEXITY`, default 2000.
     pub graphql_max_complexity: usize,
+    /// `CARESLOT_GRAPHQL_MAX_ALIASES`, default 30.
+    pub graphql_max_aliases: usize,
     /// `CARESLOT_SMTP_URL`; email is written to `data/outbox/` when absent.
     pub smtp_url: Option<String>,
     /// `TWILIO_ACCOUNT_SID`.
@@ -182,6 +184,7 @@ const KEYS: &[(&str, &str)] = &[
     ("max_slot_range_days", "CARESLOT_MAX_SLOT_RANGE_DAYS"),
     ("graphql_max_depth", "CARESLOT_GRAPHQL_MAX_DEPTH"),
     ("graphql_max_complexity", "CARESLOT_GRAPHQL_MAX_COMPLEXITY"),
+    ("graphql_max_aliases", "CARESLOT_GRAPHQL_MAX_ALIASES"),
     ("smtp_url", "CARESLOT_SMTP_URL"),
     ("twilio_account_sid", "TWILIO_ACCOUNT_SID"),
     ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
@@ -357,6 +360,7 @@ impl Settings {
             max_slot_range_days: raw.positive("CARESLOT_MAX_SLOT_RANGE_DAYS", 31)?,
             graphql_max_depth: raw.positive("CARESLOT_GRAPHQL_MAX_DEPTH", 12)? as usize,
             graphql_max_complexity: raw.positive("CARESLOT_GRAPHQL_MAX_COMPLEXITY", 2000)? as usize,
+            graphql_max_aliases: raw.positive("CARESLOT_GRAPHQL_MAX_ALIASES", 30)? as usize,
             smtp_url: raw.get("CARESLOT_SMTP_URL"),
             twilio_account_sid: raw.get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token: raw.get("TWILIO_AUTH_TOKEN"),

@@ -1,6 +1,7 @@
 //! The Careslot GraphQL schema: types, roots, error codes. Thin: every resolver
 //! takes the caller and services from the context, calls `domain`, converts.
 
+mod alias_limit;
 mod error;
 mod error_codes;
 mod loaders;
@@ -25,6 +26,8 @@ pub struct SchemaOptions {
     pub max_depth: usize,
     /// Most complex query allowed (async-graphql's complexity count).
     pub max_complexity: usize,
+    /// Most aliases a document may carry.
+    pub max_aliases: usize,
     /// Introspection on (development) or off (production).
     pub introspection: bool,
 }
@@ -34,6 +37,7 @@ impl Default for SchemaOptions {
         Self {
             max_depth: 12,
             max_complexity: 2000,
+            max_aliases: 30,
             introspection: true,
         }
     }
@@ -45,6 +49,9 @@ pub fn build(services: Services, options: SchemaOptions) -> CareslotSchema {
         .data(loaders::Loaders::new(&services))
         .data(services)
         .extension(error_codes::ErrorCodes)
+        .extension(alias_limit::AliasLimit {
+            max: options.max_aliases,
+        })
         .extension(async_graphql::extensions::Tracing)
         .limit_depth(options.max_depth)
         .limit_complexity(options.max_complexity)

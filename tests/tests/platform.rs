@@ -176,13 +176,19 @@ on_both_databases!(
 
 #[tokio::test]
 async fn huge_and_deep_queries_are_refused() {
-    let app = TestApp::spawn(careslot_tests::Backend::Sqlite).await;
+    // Aliases allowed freely here, so that the complexity limit is what trips.
+    let app = TestApp::spawn_with(
+        careslot_tests::Backend::Sqlite,
+        &[("CARESLOT_GRAPHQL_MAX_ALIASES", "100000")],
+    )
+    .await;
     let admin = app.admin().await;
     let aliases: String = (0..3000)
         .map(|i| format!("a{i}: locations {{ id name timeZone }} "))
         .collect();
     let complex = app.gql(Some(&admin), &format!("{{ {aliases} }}"), json!({})).await;
     assert_eq!(complex.code(), "BAD_USER_INPUT");
+    assert!(complex.message().contains("complex"), "{}", complex.message());
     let deep = format!(
         "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
         "ofType { ".repeat(20),
@@ -203,6 +209,39 @@ async fn huge_and_deep_queries_are_refused() {
     assert_eq!(garbage.code(), "BAD_USER_INPUT");
     let unknown = app.gql(Some(&admin), "{ nope }", json!({})).await;
     assert_eq!(unknown.code(), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn aliases_and_batches_are_bounded() {
+    let app = TestApp::spawn(careslot_tests::Backend::Sqlite).await;
+    let admin = app.admin().await;
+    let aliased = |n: usize| {
+        format!(
+            "{{ {} }}",
+            (0..n).map(|i| format!("a{i}: me {{ id }} ")).collect::<String>()
+        )
+    };
+    let within = app.gql(Some(&admin), &aliased(30), json!({})).await;
+    assert_eq!(within.data()["a29"]["id"], within.data()["a0"]["id"]);
+    let over = app.gql(Some(&admin), &aliased(31), json!({})).await;
+    assert_eq!(over.code(), "BAD_USER_INPUT");
+    assert!(over.message().contains("too many aliases"), "{}", over.message());
+    // Cheap fields are the point: 31 logins in one request stay refused even
+    // though their complexity is far below the limit.
+    let logins: String = (0..31)
+        .map(|i| format!("l{i}: login(email: \"admin@clinic.test\", password: \"guess {i}\") {{ accessToken }} "))
+        .collect();
+    let brute = app.gql(None, &format!("mutation {{ {logins} }}"), json!({})).await;
+    assert_eq!(brute.code(), "BAD_USER_INPUT");
+    // A batch (a JSON array of requests) is not accepted: one request, one operation.
+    let (status, body) = app
+        .post_json(
+            "/graphql",
+            Some(&admin),
+            &json!([{ "query": "{ me { id } }" }, { "query": "{ me { id } }" }]),
+        )
+        .await;
+    assert!((400..500).contains(&status), "a batch answered {status}: {body}");
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -91,11 +91,28 @@ pub fn validate_new_password(field: &str, password: &str) -> ServiceResult<()> {
     }
     let lower = password.to_lowercase();
     let first = lower.chars().next();
-    if lower.chars().all(|c| Some(c) == first) || WEAK.iter().any(|w| lower.starts_with(w) && lower.len() < w.len() + 6)
+    if lower.chars().all(|c| Some(c) == first)
+        || WEAK.iter().any(|w| lower.starts_with(w) && lower.len() < w.len() + 6)
+        || is_breached(&lower)
     {
         return Err(ServiceError::bad_input(field, "password is too easy to guess"));
     }
     Ok(())
+}
+
+/// True when `lower` (a lowercased password) is a common breached password,
+/// or one with digits or symbols added around it ("baseball2024!").
+fn is_breached(lower: &str) -> bool {
+    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
+    let list = LIST.get_or_init(|| {
+        include_str!("common_passwords.txt")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .collect()
+    });
+    let decoration = |c: char| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ';
+    let core = lower.trim_matches(decoration);
+    list.contains(lower) || (core.chars().count() >= 8 && list.contains(core))
 }
 
 #[cfg(test)]
@@ -124,5 +141,24 @@ mod tests {
         assert!(validate_new_password("p", "password1234").is_err());
         assert!(validate_new_password("p", &"x1".repeat(70)).is_err());
         assert!(validate_new_password("p", "correct horse battery").is_ok());
+    }
+
+    #[test]
+    fn breached_passwords_and_decorated_ones_are_refused() {
+        for weak in [
+            "qwertyuiop123",
+            "1qaz2wsx3edc",
+            "Baseball2024!",
+            "!!sunshine1234",
+            "QAZWSXEDCRFV",
+        ] {
+            assert!(
+                validate_new_password("p", weak).is_err(),
+                "{weak} is in the breach list"
+            );
+        }
+        for fine in ["baseball moon river", "tulip-quartz-9931", "correct horse battery"] {
+            assert!(validate_new_password("p", fine).is_ok(), "{fine} is not");
+        }
     }
 }
