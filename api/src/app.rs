@@ -96,8 +96,13 @@ impl App {
                     .with_context(|| format!("cannot reach Redis (REDIS_URL) {}", redact(url)))?,
             );
         }
+        let replica = db::connect_replica(&settings)
+            .await
+            .context("cannot open the read replica (DATABASE_REPLICA_URL)")?
+            .unwrap_or_else(|| db.clone());
         let services = Services {
             db,
+            replica,
             clock: options.clock,
             keyring: secrets.keyring,
             tokens: secrets.tokens,

@@ -11,14 +11,19 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database (and the bus, when it is Redis) answer.
+/// `GET /readyz`: the database, its read replica and the bus (when it is
+/// Redis) answer.
 pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
     let database = domain::db::ping(&app.services.db).await;
+    let replica = domain::db::ping(&app.services.replica).await;
     let bus = app.services.bus.healthy().await;
-    let status = if database && bus {
+    let status = if database && replica && bus {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "database": database, "bus": bus })))
+    (
+        status,
+        Json(json!({ "database": database, "replica": replica, "bus": bus })),
+    )
 }

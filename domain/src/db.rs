@@ -46,6 +46,14 @@ pub async fn connect_settings(settings: &Settings) -> anyhow::Result<DatabaseCon
     Ok(connect(&settings.database_url, settings.db_max_connections).await?)
 }
 
+/// Opens the read replica the settings name, if any.
+pub async fn connect_replica(settings: &Settings) -> anyhow::Result<Option<DatabaseConnection>> {
+    match &settings.database_replica_url {
+        Some(url) => Ok(Some(connect(url, settings.db_max_connections).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Applies pending migrations. On PostgreSQL the whole run holds a
 /// transaction-scoped advisory lock, so replicas starting together do not race.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {

@@ -60,8 +60,14 @@ impl Policy {
 /// Everything a domain operation needs; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Services {
-    /// The database pool.
+    /// The database pool (the primary): every write, and every read that must
+    /// see the caller's own writes.
     pub db: DatabaseConnection,
+    /// Reads that tolerate replication lag (slot search, lists): the read
+    /// replica when `DATABASE_REPLICA_URL` is set, else the same pool as `db`.
+    /// A booking re-checks its slot on the primary, so a stale search can
+    /// never double-book.
+    pub replica: DatabaseConnection,
     /// The clock.
     pub clock: SharedClock,
     /// PHI keys.

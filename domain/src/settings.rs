@@ -58,6 +58,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`; the SQLite file under the data dir when absent.
     pub database_url: String,
+    /// `DATABASE_REPLICA_URL`: a PostgreSQL read replica for reads that
+    /// tolerate replication lag (slot search, lists); none by default.
+    pub database_replica_url: Option<String>,
     /// True when `DATABASE_URL` was not given and the embedded SQLite is used.
     pub database_is_default: bool,
     /// `CARESLOT_DB_MAX_CONNECTIONS`, default 16 (SQLite always uses one writer).
@@ -162,6 +165,7 @@ const KEYS: &[(&str, &str)] = &[
     ("listen", "CARESLOT_LISTEN"),
     ("data_dir", "CARESLOT_DATA_DIR"),
     ("database_url", "DATABASE_URL"),
+    ("database_replica_url", "DATABASE_REPLICA_URL"),
     ("db_max_connections", "CARESLOT_DB_MAX_CONNECTIONS"),
     ("redis_url", "REDIS_URL"),
     ("redis_channel", "CARESLOT_REDIS_CHANNEL"),
@@ -298,6 +302,15 @@ impl Settings {
                 "must start with postgres://, postgresql:// or sqlite:",
             ));
         }
+        let database_replica_url = raw.get("DATABASE_REPLICA_URL").filter(|url| !url.is_empty());
+        if let Some(url) = &database_replica_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(SettingsError::new(
+                "DATABASE_REPLICA_URL",
+                "must start with postgres:// or postgresql:// (a PostgreSQL read replica)",
+            ));
+        }
         let db_max_connections = raw.positive("CARESLOT_DB_MAX_CONNECTIONS", 16)? as u32;
         let redis_url = raw.get("REDIS_URL");
         if let Some(url) = &redis_url
@@ -335,6 +348,7 @@ impl Settings {
             listen,
             data_dir,
             database_url,
+            database_replica_url,
             database_is_default,
             db_max_connections,
             redis_url,

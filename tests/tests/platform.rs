@@ -161,7 +161,7 @@ async fn probes_answer(app: &TestApp) {
     assert_eq!(app.send(get("/healthz")).await, (200, Value::String("ok".into())));
     let (status, ready) = app.send(get("/readyz")).await;
     assert_eq!(status, 200);
-    assert_eq!(ready, json!({ "database": true, "bus": true }));
+    assert_eq!(ready, json!({ "database": true, "replica": true, "bus": true }));
     app.app.services.db.clone().close().await.expect("close pool");
     let (status, ready) = app.send(get("/readyz")).await;
     assert_eq!((status, &ready["database"]), (503, &json!(false)));

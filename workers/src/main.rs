@@ -61,6 +61,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let services = Services {
+        // The worker reads what it is about to change: everything on the primary.
+        replica: db.clone(),
         db,
         clock: Arc::new(SystemClock),
         keyring: secrets.keyring,

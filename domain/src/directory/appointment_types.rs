@@ -136,7 +136,7 @@ impl Services {
         if let Some(location_id) = location_id {
             query = query.filter(appointment_type::Column::LocationId.eq(location_id.0));
         }
-        Ok(query.all(&self.db).await?.into_iter().map(Into::into).collect())
+        Ok(query.all(&self.replica).await?.into_iter().map(Into::into).collect())
     }
 
     /// One appointment type by id, if it exists.

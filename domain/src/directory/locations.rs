@@ -92,7 +92,7 @@ impl Services {
         Ok(location::Entity::find()
             .order_by_asc(location::Column::Name)
             .order_by_asc(location::Column::Id)
-            .all(&self.db)
+            .all(&self.replica)
             .await?
             .into_iter()
             .map(Location::from)

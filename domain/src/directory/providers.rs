@@ -147,7 +147,7 @@ impl Services {
                 ),
             );
         }
-        let rows = query.all(&self.db).await?;
+        let rows = query.all(&self.replica).await?;
         let rows_with_locations = self.with_locations(rows).await?;
         Page::from_rows(rows_with_locations, first, |p| encode_cursor(&(&p.name, p.id.0)), Ok)
     }

@@ -98,7 +98,7 @@ impl Services {
                 ),
             );
         }
-        let rows = query.all(&self.db).await?;
+        let rows = query.all(&self.replica).await?;
         let page = Page::from_rows(
             rows,
             first,

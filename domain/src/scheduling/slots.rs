@@ -53,22 +53,25 @@ impl Services {
                 ),
             ));
         }
-        let kind = self.appointment_type_row(&self.db, query.appointment_type_id.0).await?;
+        // A search may lag the primary by the replication delay; booking
+        // re-checks on the primary.
+        let db = &self.replica;
+        let kind = self.appointment_type_row(db, query.appointment_type_id.0).await?;
         if query.location_id.is_some_and(|l| l.0 != kind.location_id) {
             return Err(ServiceError::bad_input(
                 "input.locationId",
                 "the appointment type is not offered at this location",
             ));
         }
-        let location = location_row(&self.db, kind.location_id).await?;
+        let location = location_row(db, kind.location_id).await?;
         let providers: Vec<Uuid> = match query.provider_id {
             Some(p) => {
-                provider_exists(&self.db, p).await?;
+                provider_exists(db, p).await?;
                 vec![p.0]
             }
             None => provider_location::Entity::find()
                 .filter(provider_location::Column::LocationId.eq(location.id))
-                .all(&self.db)
+                .all(db)
                 .await?
                 .into_iter()
                 .map(|l| l.provider_id)
@@ -77,13 +80,13 @@ impl Services {
         let now = self.clock.now();
         let range = Interval::new(query.from, query.to);
         let spec = store::slot_spec(&kind, now);
-        let schedules = store::schedules(&self.db, &location, &providers).await?;
+        let schedules = store::schedules(db, &location, &providers).await?;
         let with_rules: Vec<Uuid> = providers
             .iter()
             .copied()
             .filter(|p| schedules.contains_key(p))
             .collect();
-        let occupancy = store::occupancy(&self.db, &with_rules, range, now, Some(actor.user_id.0), None).await?;
+        let occupancy = store::occupancy(db, &with_rules, range, now, Some(actor.user_id.0), None).await?;
         let mut slots: Vec<Slot> = Vec::new();
         for provider in with_rules {
             let (Some(schedule), Some(occupied)) = (schedules.get(&provider), occupancy.get(&provider)) else {
