@@ -63,7 +63,6 @@ impl Extension for ObserveExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let span = tracing::info_span!(
             "graphql",
-            otel.name = "graphql",
             graphql.operation.name = tracing::field::Empty,
             graphql.operation.type = tracing::field::Empty,
             graphql.outcome = tracing::field::Empty,
@@ -76,7 +75,6 @@ impl Extension for ObserveExtension {
         // or mutation (subscriptions do not come through here).
         let kind = operation.kind.unwrap_or("query");
         let outcome = outcome(&response);
-        span.record("otel.name", format!("{kind} {name}"));
         span.record("graphql.operation.name", name.as_str());
         span.record("graphql.operation.type", kind);
         span.record("graphql.outcome", outcome);
