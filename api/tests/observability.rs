@@ -77,9 +77,11 @@ async fn receive(State(spans): State<Spans>, body: Bytes) -> axum::http::StatusC
                         .attributes
                         .iter()
                         .map(|kv| format!("{}={:?}", kv.key, kv.value))
-                        .chain(span.events.iter().flat_map(|e| {
-                            e.attributes.iter().map(|kv| format!("{}={:?}", kv.key, kv.value))
-                        }))
+                        .chain(
+                            span.events
+                                .iter()
+                                .flat_map(|e| e.attributes.iter().map(|kv| format!("{}={:?}", kv.key, kv.value))),
+                        )
                         .collect(),
                 });
             }
@@ -197,12 +199,23 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
         }
-        async move { request.send().await.expect("request").json::<Value>().await.expect("json") }
+        async move {
+            request
+                .send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
     };
     let booked = book(Some(format!("00-{TRACE_ID}-{PARENT_SPAN}-01"))).await;
     assert!(booked["data"]["bookAppointment"]["id"].is_string(), "{booked}");
     let conflict = book(None).await;
-    assert_eq!(conflict["errors"][0]["extensions"]["code"], "SLOT_UNAVAILABLE", "{conflict}");
+    assert_eq!(
+        conflict["errors"][0]["extensions"]["code"], "SLOT_UNAVAILABLE",
+        "{conflict}"
+    );
     let read = server
         .data(
             &setup.admin,
@@ -211,6 +224,44 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         )
         .await;
     assert_eq!(read["patient"]["phone"], PHONE, "the read really decrypted the patient");
+
+    // An INTERNAL error names its trace, for support to find the logged cause.
+    let broken = server
+        .data(
+            &setup.admin,
+            "mutation { createPatient(input: { name: \"Broken Record\", birthDate: \"1960-01-01\" }) { id } }",
+            json!({}),
+        )
+        .await["createPatient"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    {
+        use sea_orm::ConnectionTrait as _;
+        let db = domain::db::connect(&database.url, 1).await.expect("connect");
+        db.execute_unprepared(&format!(
+            "UPDATE patients SET name_enc = decode(repeat('01', 40), 'hex') WHERE id = '{broken}'"
+        ))
+        .await
+        .expect("corrupt the ciphertext");
+    }
+    const INTERNAL_TRACE: &str = "0badc0de0badc0de0badc0de0badc0de";
+    let internal: Value = careslot_tests::http()
+        .post(format!("{}/graphql", server.base))
+        .bearer_auth(&setup.admin)
+        .header("traceparent", format!("00-{INTERNAL_TRACE}-{PARENT_SPAN}-01"))
+        .json(&json!({ "query": "query($id: UUID!) { patient(id: $id) { name } }", "variables": { "id": broken } }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(internal["errors"][0]["extensions"]["code"], "INTERNAL", "{internal}");
+    assert_eq!(
+        internal["errors"][0]["extensions"]["traceId"], INTERNAL_TRACE,
+        "{internal}"
+    );
 
     // Metrics of the API after a booking and a conflicting one.
     let metrics = scrape(&server.base).await;
@@ -232,8 +283,14 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         "careslot_graphql_operation_duration_seconds_count{operation=\"BookAppointment\",type=\"mutation\",outcome=\"ok\"}",
         1.0,
     );
-    at_least("careslot_http_requests_total{method=\"POST\",route=\"/graphql\",status=\"200\"}", 5.0);
-    at_least("careslot_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}", 1.0);
+    at_least(
+        "careslot_http_requests_total{method=\"POST\",route=\"/graphql\",status=\"200\"}",
+        5.0,
+    );
+    at_least(
+        "careslot_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}",
+        1.0,
+    );
     at_least(
         "careslot_http_request_duration_seconds_bucket{method=\"POST\",route=\"/graphql\",status=\"200\",le=\"+Inf\"}",
         5.0,
@@ -266,7 +323,10 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
     let data_dir = dir.path().join("worker-data");
     let data_dir = data_dir.display().to_string();
     let mut worker_env = shared.to_vec();
-    worker_env.extend([("CARESLOT_DATA_DIR", data_dir.as_str()), ("CARESLOT_MIGRATE_ON_START", "false")]);
+    worker_env.extend([
+        ("CARESLOT_DATA_DIR", data_dir.as_str()),
+        ("CARESLOT_MIGRATE_ON_START", "false"),
+    ]);
     let settings = domain::settings::Settings::for_tests(&worker_env).expect("settings");
     let app = api::app::App::build(settings.clone(), api::app::AppOptions::default())
         .await
@@ -282,7 +342,9 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
     let worker_metrics = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let serving = workers::metrics::serve(listener, stopping);
-    let healthz = careslot_tests::get(&format!("{worker_metrics}/healthz")).await.expect("healthz");
+    let healthz = careslot_tests::get(&format!("{worker_metrics}/healthz"))
+        .await
+        .expect("healthz");
     assert!(healthz.status().is_success());
     let metrics = scrape(&worker_metrics).await;
     for series in [
@@ -296,7 +358,9 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
     }
     let _ = stop.send(true);
     let _ = serving.await;
-    tokio::task::spawn_blocking(move || guard.shutdown()).await.expect("flush");
+    tokio::task::spawn_blocking(move || guard.shutdown())
+        .await
+        .expect("flush");
 
     // Stopping the API flushes its spans.
     let (status, _) = server.terminate();
@@ -333,7 +397,12 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         );
     }
     let operation = trace.iter().find(|s| s.name == "graphql").expect("graphql span");
-    for expected in ["graphql.operation.name", "BookAppointment", "graphql.operation.type", "mutation"] {
+    for expected in [
+        "graphql.operation.name",
+        "BookAppointment",
+        "graphql.operation.type",
+        "mutation",
+    ] {
         assert!(
             operation.attributes.iter().any(|a| a.contains(expected)),
             "{expected} in {:?}",
@@ -355,13 +424,20 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         .iter()
         .find(|s| s.span_id == job.parent_span_id)
         .expect("the job's parent was received");
-    assert!(job_parent.service.contains("careslot-api"), "the job continues the API's trace");
+    assert!(
+        job_parent.service.contains("careslot-api"),
+        "the job continues the API's trace"
+    );
 
     // No patient data in any span attribute, of this trace or any other.
     for span in spans.lock().expect("lock").iter() {
         for attribute in &span.attributes {
             for secret in [NAME, EMAIL, PHONE, BIRTH_DATE] {
-                assert!(!attribute.contains(secret), "span {} carries {secret}: {attribute}", span.name);
+                assert!(
+                    !attribute.contains(secret),
+                    "span {} carries {secret}: {attribute}",
+                    span.name
+                );
             }
         }
     }
@@ -379,6 +455,10 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
             assert!(value.get(key).is_some(), "{key} in {line}");
         }
     }
+    assert!(
+        log.lines().any(|line| line.contains(&format!("\"trace_id\":\"{INTERNAL_TRACE}\"")) && line.contains("internal error")),
+        "the INTERNAL error's cause is logged under its trace id"
+    );
     for secret in [NAME, EMAIL, PHONE, BIRTH_DATE, "Quintessa", "Phiwatch", "5550172233"] {
         let leaks: Vec<&str> = log.lines().filter(|line| line.contains(secret)).take(3).collect();
         assert!(leaks.is_empty(), "the log carries {secret}: {leaks:#?}");
