@@ -72,7 +72,7 @@ impl App {
         if settings.migrate_on_start {
             db::migrate(&db).await.context("migrations failed")?;
         }
-        crate::telemetry::prometheus();
+        telemetry::metrics::prometheus();
         let bus: SharedBus = match &settings.redis_url {
             Some(url) => Arc::new(
                 RedisBus::connect(url, &settings.redis_channel, BUS_CAPACITY)
@@ -91,7 +91,7 @@ impl App {
         if let Some(url) = &settings.redis_url {
             // Limits and login throttles hold across instances.
             policy.counters = Arc::new(
-                RedisCounters::connect(url)
+                RedisCounters::connect(url, &settings.redis_channel)
                     .await
                     .with_context(|| format!("cannot reach Redis (REDIS_URL) {}", redact(url)))?,
             );

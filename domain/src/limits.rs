@@ -64,10 +64,13 @@ impl CounterStore for MemoryCounters {
     }
 }
 
-/// Counters in Redis (INCR with an expiry), shared by every instance.
+/// Counters in Redis (INCR with an expiry), shared by every instance of one
+/// deployment. Keys live under the deployment's namespace, so deployments (or
+/// test runs) sharing a Redis server never share limits or revocations.
 #[derive(Clone)]
 pub struct RedisCounters {
     client: fred::prelude::Client,
+    namespace: String,
 }
 
 impl std::fmt::Debug for RedisCounters {
@@ -77,14 +80,21 @@ impl std::fmt::Debug for RedisCounters {
 }
 
 impl RedisCounters {
-    /// Connects to `url`.
-    pub async fn connect(url: &str) -> Result<Self, fred::error::Error> {
+    /// Connects to `url`; keys go under `namespace` (the deployment's channel).
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self, fred::error::Error> {
         use fred::prelude::*;
         let client = Builder::from_config(Config::from_url(url)?)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build()?;
         client.init().await?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:limit:{key}", self.namespace)
     }
 }
 
@@ -92,7 +102,7 @@ impl RedisCounters {
 impl CounterStore for RedisCounters {
     async fn hit(&self, key: &str, window: Duration) -> (u64, Duration) {
         use fred::prelude::*;
-        let key = format!("careslot:limit:{key}");
+        let key = self.key(key);
         let count: Result<u64, _> = self.client.incr(&key).await;
         let Ok(count) = count else {
             // Redis is down: fail open rather than lock every user out; counted in the log.
@@ -113,7 +123,7 @@ impl CounterStore for RedisCounters {
 
     async fn get(&self, key: &str) -> Option<(u64, Duration)> {
         use fred::prelude::*;
-        let key = format!("careslot:limit:{key}");
+        let key = self.key(key);
         let count: Option<u64> = self.client.get(&key).await.ok().flatten();
         let ttl: i64 = self.client.pttl(&key).await.ok()?;
         count
@@ -123,7 +133,7 @@ impl CounterStore for RedisCounters {
 
     async fn reset(&self, key: &str) {
         use fred::prelude::*;
-        let _: Result<(), _> = self.client.del(format!("careslot:limit:{key}")).await;
+        let _: Result<(), _> = self.client.del(self.key(key)).await;
     }
 }
 
