@@ -277,13 +277,17 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let mut request = server.ws_url().into_client_request().expect("request");
         let headers = request.headers_mut();
-        headers.insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
+        headers.insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
         headers.insert(
             "traceparent",
             format!("00-{WS_TRACE}-{PARENT_SPAN}-01").parse().expect("header"),
         );
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket");
-        let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", setup.admin) } });
+        let init =
+            json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", setup.admin) } });
         socket.send(Message::text(init.to_string())).await.expect("send");
         let ack = tokio::time::timeout(Duration::from_secs(10), socket.next())
             .await
@@ -421,7 +425,10 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         .map(|s| s.name.clone())
         .collect();
     for name in ["GET /graphql/ws", "graphql.ws.session"] {
-        assert!(ws.iter().any(|n| n == name), "{name} in the websocket client's trace: {ws:?}");
+        assert!(
+            ws.iter().any(|n| n == name),
+            "{name} in the websocket client's trace: {ws:?}"
+        );
     }
     let names: Vec<(&str, &str)> = trace.iter().map(|s| (s.service.as_str(), s.name.as_str())).collect();
     for (service, name) in [
