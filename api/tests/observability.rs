@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 const JWT: &str = "obs-test-secret-obs-test-secret-0123456789";
 const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+/// An index key of this test's own: login throttles (in Redis) are keyed by the
+/// email's blind index, and other tests sign in as the same admin.
+const INDEX: &str = "CwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCws=";
 
 /// The patient whose data must not leak.
 const NAME: &str = "Quintessa Phiwatch";
@@ -32,6 +34,8 @@ const BIRTH_DATE: &str = "1977-03-14";
 /// The caller's trace (W3C ids: 16 and 8 bytes in hex).
 const TRACE_ID: &str = "5e1d0c0ffee0ddba11ca7f00d5eed123";
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
+/// The trace of a websocket client.
+const WS_TRACE: &str = "feedfacecafebeef0123456789abcdef";
 
 /// One span as the receiver decoded it.
 #[derive(Clone, Debug)]
@@ -172,6 +176,9 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         ("RUST_LOG", "debug"),
         ("CARESLOT_LOG_FORMAT", "json"),
         ("CARESLOT_WORKER_EMBEDDED", "false"),
+        // With Redis, the per-address limit counts every client of 127.0.0.1 on
+        // this machine (other tests, benchmarks); this test is not about limits.
+        ("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", "100000000"),
     ]);
     let server = start_logging_to(dir.path(), &log_path, &env).await;
     let setup = set_up(&server).await;
@@ -262,6 +269,34 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         internal["errors"][0]["extensions"]["traceId"], INTERNAL_TRACE,
         "{internal}"
     );
+
+    // A websocket session continues the trace of its upgrade request.
+    {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = server.ws_url().into_client_request().expect("request");
+        let headers = request.headers_mut();
+        headers.insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        headers.insert(
+            "traceparent",
+            format!("00-{WS_TRACE}-{PARENT_SPAN}-01").parse().expect("header"),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket");
+        let init =
+            json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", setup.admin) } });
+        socket.send(Message::text(init.to_string())).await.expect("send");
+        let ack = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer")
+            .expect("a frame")
+            .expect("a message");
+        assert!(ack.to_text().unwrap_or_default().contains("connection_ack"), "{ack:?}");
+        let _ = socket.close(None).await;
+    }
 
     // Metrics of the API after a booking and a conflicting one.
     let metrics = scrape(&server.base).await;
@@ -382,6 +417,19 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let ws: Vec<String> = spans
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| s.trace_id == WS_TRACE)
+        .map(|s| s.name.clone())
+        .collect();
+    for name in ["GET /graphql/ws", "graphql.ws.session"] {
+        assert!(
+            ws.iter().any(|n| n == name),
+            "{name} in the websocket client's trace: {ws:?}"
+        );
+    }
     let names: Vec<(&str, &str)> = trace.iter().map(|s| (s.service.as_str(), s.name.as_str())).collect();
     for (service, name) in [
         ("careslot-api", "POST /graphql"),

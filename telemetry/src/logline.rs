@@ -1,20 +1,24 @@
 //! Log lines that carry the trace id of the span they were written in, so a
 //! line in ELK/Loki leads to its trace and back.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tracing::dispatcher::WeakDispatch;
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The process's dispatcher. Inside a subscriber callback the current dispatcher
-/// is not reachable (tracing guards against re-entry), so the formatter keeps a
-/// weak handle to look span contexts up with.
-static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
+/// The dispatcher a formatter works for. Inside a subscriber callback the
+/// current dispatcher is not reachable (tracing guards against re-entry), so the
+/// formatter keeps a weak handle, set once the dispatcher exists, to look span
+/// contexts up with.
+#[derive(Clone, Default)]
+pub(crate) struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
 
-pub(crate) fn remember(dispatch: &Dispatch) {
-    let _ = DISPATCH.set(dispatch.downgrade());
+impl DispatchSlot {
+    pub(crate) fn fill(&self, dispatch: &Dispatch) {
+        let _ = self.0.set(dispatch.downgrade());
+    }
 }
 
 /// Wraps an event formatter: JSON lines get a `trace_id` member first, text
@@ -22,15 +26,24 @@ pub(crate) fn remember(dispatch: &Dispatch) {
 pub(crate) struct WithTraceId<F> {
     inner: F,
     json: bool,
+    dispatch: DispatchSlot,
 }
 
 impl<F> WithTraceId<F> {
-    pub(crate) fn json(inner: F) -> Self {
-        Self { inner, json: true }
+    pub(crate) fn json(inner: F, dispatch: DispatchSlot) -> Self {
+        Self {
+            inner,
+            json: true,
+            dispatch,
+        }
     }
 
-    pub(crate) fn text(inner: F) -> Self {
-        Self { inner, json: false }
+    pub(crate) fn text(inner: F, dispatch: DispatchSlot) -> Self {
+        Self {
+            inner,
+            json: false,
+            dispatch,
+        }
     }
 }
 
@@ -43,7 +56,7 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
         let trace_id = ctx
             .event_scope()
-            .and_then(|scope| scope.into_iter().find_map(|span| trace_id_of(&span.id())));
+            .and_then(|scope| scope.into_iter().find_map(|span| self.trace_id_of(&span.id())));
         let Some(trace_id) = trace_id else {
             return self.inner.format_event(ctx, writer, event);
         };
@@ -61,12 +74,14 @@ where
     }
 }
 
-/// The trace id of a span, when the OpenTelemetry layer knows it.
-fn trace_id_of(id: &tracing::span::Id) -> Option<String> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let dispatch = DISPATCH.get()?.upgrade()?;
-    let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
-    let span = cx.span();
-    let span_context = span.span_context();
-    span_context.is_valid().then(|| span_context.trace_id().to_string())
+impl<F> WithTraceId<F> {
+    /// The trace id of a span, when the OpenTelemetry layer knows it.
+    fn trace_id_of(&self, id: &tracing::span::Id) -> Option<String> {
+        use opentelemetry::trace::TraceContextExt as _;
+        let dispatch = self.dispatch.0.get()?.upgrade()?;
+        let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+        let span = cx.span();
+        let span_context = span.span_context();
+        span_context.is_valid().then(|| span_context.trace_id().to_string())
+    }
 }
