@@ -234,12 +234,17 @@ pub struct WsClient {
 impl WsClient {
     /// Connects with `protocol` (`graphql-transport-ws` or `graphql-ws`).
     pub async fn connect(url: &str, protocol: &str) -> Self {
+        Self::connect_with(url, protocol, None).await
+    }
+
+    /// Like [`WsClient::connect`]; `wss://` URLs use `tls` (e.g. trusting a test CA).
+    pub async fn connect_with(url: &str, protocol: &str, tls: Option<tokio_tungstenite::Connector>) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = url.into_client_request().expect("request");
         request
             .headers_mut()
             .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-        let (socket, _) = tokio_tungstenite::connect_async(request)
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls)
             .await
             .expect("websocket connects");
         Self { socket }
@@ -247,7 +252,17 @@ impl WsClient {
 
     /// Connects and completes `connection_init` with `token`.
     pub async fn initialized(url: &str, protocol: &str, token: &str) -> Self {
-        let mut client = Self::connect(url, protocol).await;
+        Self::initialized_with(url, protocol, token, None).await
+    }
+
+    /// Like [`WsClient::initialized`] over [`WsClient::connect_with`].
+    pub async fn initialized_with(
+        url: &str,
+        protocol: &str,
+        token: &str,
+        tls: Option<tokio_tungstenite::Connector>,
+    ) -> Self {
+        let mut client = Self::connect_with(url, protocol, tls).await;
         client
             .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
             .await;
