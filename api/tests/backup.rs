@@ -173,3 +173,14 @@ async fn a_backup_restores_into_an_identical_database_with_an_intact_audit_chain
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty database"));
     assert_eq!(snapshot(&target.url), after, "a refused restore changed nothing");
 }
+
+/// deploy/backup/pitr-drill: WAL archived with deploy/postgres/archiving.conf
+/// and a base backup recover a throwaway cluster to a chosen moment, undoing
+/// a later change (OPERATIONS.md, "Point-in-time recovery").
+#[test]
+fn point_in_time_recovery_reaches_the_target_time() {
+    let output = Command::new(script("pitr-drill")).output().expect("pitr-drill runs");
+    let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("pitr-drill: ok"), "{said}");
+}
