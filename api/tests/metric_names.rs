@@ -112,24 +112,30 @@ impl Worker {
         }
     }
 
-    /// The worker's exposition once `ready` holds for it, or the last one
-    /// seen (empty when it never answered) after 30 s.
-    async fn scrape_until(&self, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Ok(response) = careslot_tests::get(&self.metrics).await
-                && let Ok(text) = response.text().await
-            {
-                if ready(&text) {
-                    return text;
-                }
-                last = text;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        last
+    /// The worker's exposition once it names all of `wanted` (some are
+    /// sampled periodically), or the last one seen after 45 s.
+    async fn scrape_until(&self, wanted: &[&str]) -> String {
+        scrape_until(&self.metrics, wanted).await
     }
+}
+
+/// `url`'s exposition once it names all of `wanted`, or the last one seen
+/// (empty when it never answered) after 45 s.
+async fn scrape_until(url: &str, wanted: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(response) = careslot_tests::get(url).await
+            && let Ok(text) = response.text().await
+        {
+            if wanted.iter().all(|name| text.contains(name)) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    last
 }
 
 impl Drop for Worker {
@@ -211,7 +217,11 @@ async fn dashboard_and_alert_rules_use_only_exported_metrics() {
     // The confirmation is sent by the first worker; then a second one, whose
     // SMTP server refuses, fails a booking's email twice and dead-letters it.
     let first = sending
-        .scrape_until(|m| m.contains("careslot_jobs_completed_total"))
+        .scrape_until(&[
+            "careslot_jobs_completed_total",
+            "careslot_job_latency_seconds",
+            "careslot_job_run_duration_seconds",
+        ])
         .await;
     drop(sending);
     let refusing = refusing_smtp(451);
@@ -235,7 +245,12 @@ async fn dashboard_and_alert_rules_use_only_exported_metrics() {
     };
     book(&api, &other).await;
     let second = failing
-        .scrape_until(|m| m.contains("careslot_jobs_dead_lettered_total"))
+        .scrape_until(&[
+            "careslot_jobs_failed_total",
+            "careslot_jobs_dead_lettered_total",
+            "careslot_jobs_queue_depth",
+            "careslot_worker_up",
+        ])
         .await;
 
     // Rate limiting, last: 120 per minute per IP.
@@ -249,12 +264,11 @@ async fn dashboard_and_alert_rules_use_only_exported_metrics() {
     }
     assert!(limited, "no request was rate limited");
 
-    let api_metrics = careslot_tests::get(&format!("{}/metrics", api.base))
-        .await
-        .expect("api /metrics")
-        .text()
-        .await
-        .expect("text");
+    let api_metrics = scrape_until(
+        &format!("{}/metrics", api.base),
+        &["careslot_http_requests_total", "careslot_db_pool_connections"],
+    )
+    .await;
     let mut available = exported(&api_metrics);
     available.extend(exported(&first));
     available.extend(exported(&second));
