@@ -72,7 +72,7 @@ impl App {
         if settings.migrate_on_start {
             db::migrate(&db).await.context("migrations failed")?;
         }
-        crate::telemetry::prometheus();
+        telemetry::metrics::prometheus();
         let bus: SharedBus = match &settings.redis_url {
             Some(url) => Arc::new(
                 RedisBus::connect(url, &settings.redis_channel, BUS_CAPACITY)

@@ -52,7 +52,12 @@ pub fn router(app: App) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::telemetry::track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::telemetry::request_span)
+                .on_response(crate::telemetry::record_status),
+        )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 

@@ -30,9 +30,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    api::telemetry::init(settings.log_format);
     // One rustls provider (ring) for the process, before any TLS client is built.
     workers::install_crypto_provider();
+    let telemetry = api::telemetry::init(&settings);
     let result = match command.as_str() {
         "serve" => serve(settings).await,
         "migrate" => migrate(settings).await,
@@ -43,14 +43,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("careslot-api: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Export the spans still buffered before exiting.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
@@ -74,12 +77,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (CARESLOT_LISTEN)"))?;
     let router = api::http::router(app.clone());
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let background = if app.settings.worker_embedded {
+    let mut background = if app.settings.worker_embedded {
         tracing::info!("job worker running in this process (CARESLOT_WORKER_EMBEDDED)");
-        workers::spawn(app.services.clone(), &app.settings, stopping)?
+        workers::spawn(app.services.clone(), &app.settings, stopping.clone())?
     } else {
         Vec::new()
     };
+    background.push(workers::metrics::spawn_sampler(
+        app.services.clone(),
+        workers::metrics::SAMPLE_INTERVAL,
+        stopping,
+    ));
     tracing::info!("Careslot listening on http://{listen}");
     if app.settings.mode == domain::settings::Mode::Development {
         tracing::info!("GraphiQL at http://{listen}/graphql");

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// How long a client has to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +95,7 @@ pub async fn graphql_ws(
                 .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
         })
         .is_some_and(|p| matches!(p, WebSocketProtocols::SubscriptionsTransportWS));
+    let session = tracing::info_span!("graphql.ws.session", otel.kind = "server");
     let Some(slot) = ConnectionSlot::acquire(&app.ws) else {
         metrics::counter!(CLOSED_BY_SERVER, "reason" => "instance_full").increment(1);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many websocket connections").into_response();
@@ -104,7 +106,9 @@ pub async fn graphql_ws(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(app, socket, protocol, legacy, meta, slot))
+        // The session outlives the upgrade request (whose span is current here and
+        // continues the client's traceparent): its own span, a child of that one.
+        .on_upgrade(move |socket| serve(app, socket, protocol, legacy, meta, slot).instrument(session))
 }
 
 /// Why the server ends a connection.

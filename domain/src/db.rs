@@ -85,3 +85,33 @@ pub fn is_exclusion_violation(err: &DbErr) -> bool {
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.ping().await.is_ok()
 }
+
+/// How the connection pool is used right now, for the metrics sampler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// Open connections lent out.
+    pub in_use: u32,
+    /// The most the pool will open.
+    pub max: u32,
+}
+
+/// The pool's use, or None for a connection that is not a sqlx pool.
+pub fn pool_stats(db: &DatabaseConnection) -> Option<PoolStats> {
+    fn of<D: sqlx::Database>(pool: &sqlx::Pool<D>) -> PoolStats {
+        let size = pool.size();
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolStats {
+            idle,
+            in_use: size - idle,
+            max: pool.options().get_max_connections(),
+        }
+    }
+    // Matched first: the pool getters panic on any other kind of connection.
+    match &db.inner {
+        sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_) => Some(of(db.get_postgres_connection_pool())),
+        sea_orm::DatabaseConnectionType::SqlxSqlitePoolConnection(_) => Some(of(db.get_sqlite_connection_pool())),
+        _ => None,
+    }
+}

@@ -99,6 +99,15 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// `CARESLOT_LOG_FORMAT`: `json` or `text` (default).
     pub log_format: LogFormat,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: base URL of an OTLP/HTTP receiver (a
+    /// collector); spans are exported to `<it>/v1/traces`. None: no exporter.
+    pub otel_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`; each binary names itself when absent
+    /// (`careslot-api`, `careslot-worker`).
+    pub otel_service_name: Option<String>,
+    /// `CARESLOT_WORKER_METRICS_LISTEN`, default `127.0.0.1:9091`: where
+    /// `careslot-worker` serves `/metrics` and `/healthz`.
+    pub worker_metrics_listen: SocketAddr,
     /// `CARESLOT_HOLD_TTL_SECONDS`, default 300.
     pub hold_ttl_seconds: i64,
     /// `CARESLOT_MAX_SLOT_RANGE_DAYS`, default 31.
@@ -178,6 +187,9 @@ const KEYS: &[(&str, &str)] = &[
     ("bootstrap_admin_password", "CARESLOT_BOOTSTRAP_ADMIN_PASSWORD"),
     ("migrate_on_start", "CARESLOT_MIGRATE_ON_START"),
     ("log_format", "CARESLOT_LOG_FORMAT"),
+    ("otel_exporter_otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ("otel_service_name", "OTEL_SERVICE_NAME"),
+    ("worker_metrics_listen", "CARESLOT_WORKER_METRICS_LISTEN"),
     ("hold_ttl_seconds", "CARESLOT_HOLD_TTL_SECONDS"),
     ("max_slot_range_days", "CARESLOT_MAX_SLOT_RANGE_DAYS"),
     ("graphql_max_depth", "CARESLOT_GRAPHQL_MAX_DEPTH"),
@@ -326,6 +338,20 @@ impl Settings {
                 ));
             }
         };
+        let otel_endpoint = raw.get("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if let Some(url) = &otel_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(SettingsError::new(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "must start with http:// or https:// (OTLP over HTTP)",
+            ));
+        }
+        let otel_service_name = raw.get("OTEL_SERVICE_NAME").map(|s| s.trim().to_owned());
+        let worker_metrics_listen = raw.parse(
+            "CARESLOT_WORKER_METRICS_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 9091)),
+        )?;
         let worker = WorkerSettings::read(&mut raw, database_is_default)?;
         let settings = Settings {
             mode,
@@ -353,6 +379,9 @@ impl Settings {
             bootstrap_admin_password: raw.get("CARESLOT_BOOTSTRAP_ADMIN_PASSWORD"),
             migrate_on_start: raw.parse("CARESLOT_MIGRATE_ON_START", true)?,
             log_format,
+            otel_endpoint,
+            otel_service_name,
+            worker_metrics_listen,
             hold_ttl_seconds: raw.positive("CARESLOT_HOLD_TTL_SECONDS", 300)?,
             max_slot_range_days: raw.positive("CARESLOT_MAX_SLOT_RANGE_DAYS", 31)?,
             graphql_max_depth: raw.positive("CARESLOT_GRAPHQL_MAX_DEPTH", 12)? as usize,
@@ -645,10 +674,28 @@ mod tests {
             ("CARESLOT_SMTP_URL", "http://mail"),
             ("CARESLOT_TWILIO_BASE_URL", "ftp://twilio"),
             ("TWILIO_ACCOUNT_SID", "AC123"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("CARESLOT_WORKER_METRICS_LISTEN", "9091"),
         ] {
             let err = Settings::for_tests(&[(name, value)]).expect_err(name);
             assert_eq!(err.setting, name, "{err}");
         }
+    }
+
+    #[test]
+    fn telemetry_settings_parse() {
+        let s = Settings::for_tests(&[]).expect("defaults");
+        assert_eq!(s.otel_endpoint, None, "no exporter unless asked for");
+        assert_eq!(s.worker_metrics_listen.to_string(), "127.0.0.1:9091");
+        let s = Settings::for_tests(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_SERVICE_NAME", "api-blue"),
+            ("CARESLOT_WORKER_METRICS_LISTEN", "0.0.0.0:9100"),
+        ])
+        .expect("loads");
+        assert_eq!(s.otel_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert_eq!(s.otel_service_name.as_deref(), Some("api-blue"));
+        assert_eq!(s.worker_metrics_listen.to_string(), "0.0.0.0:9100");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// W3C `traceparent` of the request that wrote the job (its run continues that trace).
+    pub trace_parent: Option<String>,
 }
 
 /// Relations are resolved by explicit queries in `domain`.

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_reminders;
 mod m20261125_000003_audit_chain;
+mod m20261125_000004_job_trace_context;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_reminders::Migration),
             Box::new(m20261125_000003_audit_chain::Migration),
+            Box::new(m20261125_000004_job_trace_context::Migration),
         ]
     }
 }

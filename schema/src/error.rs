@@ -41,7 +41,8 @@ impl ErrorCode {
 }
 
 /// Converts a domain error into a GraphQL error with its code. Internal errors
-/// are logged here with their cause and answered without detail.
+/// are logged here with their cause and answered without detail, but with the
+/// trace id (`extensions.traceId`) that the log line carries too.
 pub fn service_error(err: ServiceError) -> Error {
     let code = match &err {
         ServiceError::Unauthenticated(_) => ErrorCode::Unauthenticated,
@@ -56,11 +57,21 @@ pub fn service_error(err: ServiceError) -> Error {
             ErrorCode::Internal
         }
     };
+    let trace_id = match code {
+        ErrorCode::Internal => telemetry::context::current_trace_id(),
+        _ => None,
+    };
     Error::new(err.to_string()).extend_with(|_, ext| {
         ext.set("code", code.as_str());
         match &err {
             ServiceError::BadInput { field, .. } => ext.set("field", field.as_str()),
             ServiceError::RateLimited { retry_after_seconds } => ext.set("retryAfterSeconds", *retry_after_seconds),
+            // Support finds the logged cause (and the whole request) by this id.
+            ServiceError::Internal(_) => {
+                if let Some(trace_id) = &trace_id {
+                    ext.set("traceId", trace_id.as_str());
+                }
+            }
             _ => {}
         }
     })

@@ -4,6 +4,7 @@
 mod error;
 mod error_codes;
 mod loaders;
+pub mod observe;
 mod request;
 pub mod roots;
 pub mod scalars;
@@ -44,8 +45,11 @@ pub fn build(services: Services, options: SchemaOptions) -> CareslotSchema {
     let mut builder = builder()
         .data(loaders::Loaders::new(&services))
         .data(services)
+        // Outermost first: Observe sees the codes ErrorCodes fills in. (async-graphql's
+        // own Tracing extension is not used: it records the query text, literals
+        // and all, which may be patient data.)
+        .extension(observe::Observe)
         .extension(error_codes::ErrorCodes)
-        .extension(async_graphql::extensions::Tracing)
         .limit_depth(options.max_depth)
         .limit_complexity(options.max_complexity)
         .limit_recursive_depth(32)

@@ -577,6 +577,7 @@ async fn two_workers_drain(backend: Backend, count: usize) {
                 created_at: Set(now),
                 updated_at: Set(now),
                 finished_at: Set(None),
+                trace_parent: Set(None),
             }
         })
         .collect();

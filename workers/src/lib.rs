@@ -4,6 +4,7 @@
 //! embedded default ([`spawn`]).
 
 mod email;
+pub mod metrics;
 mod process;
 mod send;
 mod signal;

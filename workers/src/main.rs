@@ -11,9 +11,6 @@ use domain::settings::{LogFormat, Settings};
 use domain::{Policy, Services, db};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// How far the worker's bus receiver may fall behind before it skips events.
 const BUS_CAPACITY: usize = 4096;
@@ -27,15 +24,35 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(settings.log_format);
     workers::install_crypto_provider();
-    match run(settings).await {
+    let telemetry = telemetry::init(
+        log_format(settings.log_format),
+        "info,sqlx=warn,sea_orm=warn",
+        &telemetry::TraceConfig {
+            otlp_endpoint: settings.otel_endpoint.clone(),
+            service_name: settings
+                .otel_service_name
+                .clone()
+                .unwrap_or_else(|| "careslot-worker".into()),
+        },
+    );
+    let code = match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("careslot-worker: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // Export the spans still buffered (the last jobs' runs) before exiting.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+fn log_format(format: LogFormat) -> telemetry::LogFormat {
+    match format {
+        LogFormat::Json => telemetry::LogFormat::Json,
+        LogFormat::Text => telemetry::LogFormat::Text,
     }
 }
 
@@ -69,8 +86,24 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         bus,
         policy: Policy::from_settings(&settings),
     };
+    let metrics_listener = workers::metrics::bind(settings.worker_metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (CARESLOT_WORKER_METRICS_LISTEN)",
+                settings.worker_metrics_listen
+            )
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let tasks = workers::spawn(services, &settings, shutdown)?;
+    let mut tasks = workers::spawn(services.clone(), &settings, shutdown.clone())?;
+    tasks.push(workers::metrics::serve(metrics_listener, shutdown.clone()));
+    tasks.push(workers::metrics::spawn_sampler(
+        services,
+        workers::metrics::SAMPLE_INTERVAL,
+        shutdown,
+    ));
+    tracing::info!("metrics at http://{metrics_addr}/metrics");
     tracing::info!(
         smtp = settings.smtp_url.is_some(),
         twilio = settings.twilio_account_sid.is_some(),
@@ -84,16 +117,4 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json()).try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
-    };
-    if let Err(e) = result {
-        eprintln!("logging was already set up: {e}");
-    }
 }

@@ -10,6 +10,7 @@ use domain::jobs::{Channel, ClaimedJob, DeliveryStart, DeliveryStatus, Finish};
 use domain::notifications::{Prepared, PreparedNotice};
 use domain::{ServiceResult, Services};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// What became of one channel.
 enum ChannelOutcome {
@@ -117,7 +118,9 @@ async fn email_channel(
         message_id: format!("<{}.{}@careslot>", claimed.job.id, channel.code()),
         notice: notice.rendered.clone(),
     };
-    let result = bounded(send_timeout, senders.email.send(email)).await;
+    // Outbound call: its own span, with the channel only (never the address).
+    let span = tracing::info_span!("email.send", otel.kind = "client", channel = "email");
+    let result = bounded(send_timeout, senders.email.send(email)).instrument(span).await;
     settle(services, claimed, channel, result).await
 }
 
@@ -148,7 +151,8 @@ async fn sms_channel(
         to,
         body: notice.rendered.sms.clone(),
     };
-    let result = bounded(send_timeout, sender.send(sms)).await;
+    let span = tracing::info_span!("sms.send", otel.kind = "client", channel = "sms");
+    let result = bounded(send_timeout, sender.send(sms)).instrument(span).await;
     settle(services, claimed, channel, result).await
 }
 

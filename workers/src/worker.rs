@@ -12,8 +12,9 @@ use domain::jobs::{ClaimOptions, ClaimedJob, Finish};
 use domain::settings::Settings;
 use futures_util::future::join_all;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
+use tracing::Instrument as _;
 
 /// Where messages go.
 #[derive(Clone)]
@@ -141,11 +142,33 @@ impl Worker {
         }
     }
 
+    /// Runs one claimed job in a `job.run` span that continues the trace of the
+    /// request that wrote the job (its stored `traceparent`).
     async fn run_job(&self, claimed: &ClaimedJob) {
         let job = &claimed.job;
+        let span = tracing::info_span!(
+            "job.run",
+            otel.name = %format!("job {}", job.kind.code()),
+            otel.kind = "consumer",
+            job.id = %job.id,
+            job.kind = job.kind.code(),
+            job.attempt = job.attempts,
+            job.outcome = tracing::field::Empty,
+        );
+        if let Some(traceparent) = &job.trace_parent {
+            telemetry::context::continue_from_traceparent(&span, traceparent);
+        }
+        self.run_job_in_span(claimed).instrument(span).await;
+    }
+
+    async fn run_job_in_span(&self, claimed: &ClaimedJob) {
+        let job = &claimed.job;
+        let started = Instant::now();
         match process(&self.services, &self.senders, self.config.send_timeout, claimed).await {
             Ok(Some(finish)) => {
+                tracing::Span::current().record("job.outcome", finish_name(&finish));
                 tracing::debug!(job = %job.id, kind = job.kind.code(), attempt = job.attempts, outcome = ?finish_name(&finish), "job ran");
+                crate::metrics::job_finished(job, &finish, started, self.services.clock.now());
             }
             Ok(None) => {}
             Err(e) => {
@@ -155,8 +178,12 @@ impl Worker {
                 let retry = Finish::Retry {
                     error: "internal error (see the worker log)".into(),
                 };
-                if let Err(e) = self.services.finish_job(claimed, retry).await {
-                    tracing::error!(job = %job.id, error = ?e, "could not record the failure; the lease will lapse");
+                match self.services.finish_job(claimed, retry.clone()).await {
+                    Ok(true) => crate::metrics::job_finished(job, &retry, started, self.services.clock.now()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(job = %job.id, error = ?e, "could not record the failure; the lease will lapse");
+                    }
                 }
             }
         }

@@ -57,6 +57,7 @@ impl Services {
     /// answer the same error after the same work. Repeated failures for one
     /// email (known or not) or from one address lock further attempts for a
     /// growing time (`RATE_LIMITED` with the wait).
+    #[tracing::instrument(name = "auth.login", skip_all)]
     pub async fn login(&self, caller: &Caller, email: &str, password: &str) -> ServiceResult<AuthSession> {
         let normalized = email.trim().to_lowercase();
         let bidx = self.keyring.blind_index("email", &normalized);
@@ -87,6 +88,7 @@ impl Services {
 
     /// Trades a refresh token for a new session. Each token works once: a reused
     /// token revokes its whole family (every token of that sign-in).
+    #[tracing::instrument(name = "auth.refresh", skip_all)]
     pub async fn refresh_session(&self, token: &str) -> ServiceResult<AuthSession> {
         let now = self.clock.now();
         let txn = self.db.begin().await?;

@@ -75,6 +75,7 @@ const PHONE: &str = "patients.phone";
 
 impl Services {
     /// Creates a patient (ADMIN, STAFF), with a PATIENT sign-in when a password is given.
+    #[tracing::instrument(name = "patients.create", skip_all)]
     pub async fn create_patient(&self, caller: &Caller, input: NewPatient) -> ServiceResult<Patient> {
         caller.actor()?.require_staff()?;
         let name = validate::name("input.name", &input.name, 200)?;
@@ -161,6 +162,7 @@ impl Services {
     }
 
     /// Changes a patient's contact details (ADMIN, STAFF, or the patient themself).
+    #[tracing::instrument(name = "patients.update", skip_all)]
     pub async fn update_patient(&self, caller: &Caller, id: PatientId, input: PatientUpdate) -> ServiceResult<Patient> {
         let actor = caller.actor()?;
         match actor.role {
@@ -257,6 +259,7 @@ impl Services {
     }
 
     /// One patient, or `None` when it does not exist or the caller may not see it.
+    #[tracing::instrument(name = "patients.read", skip_all)]
     pub async fn patient(&self, caller: &Caller, id: PatientId) -> ServiceResult<Option<Patient>> {
         let actor = caller.actor()?;
         if !self.may_see_patient(actor, id).await? {
@@ -282,6 +285,7 @@ impl Services {
 
     /// Patients by id, decrypted, without access checks or audit: for callers that
     /// have checked and will audit (loaders of appointments' patients).
+    #[tracing::instrument(name = "patients.read_many", skip_all)]
     pub async fn patients_by_ids_unchecked(&self, ids: &[PatientId]) -> ServiceResult<Vec<Patient>> {
         patient::Entity::find()
             .filter(patient::Column::Id.is_in(ids.iter().map(|p| p.0)))
@@ -294,6 +298,7 @@ impl Services {
 
     /// Patients the caller may see, matching `search` (an email, a phone number, or
     /// whole words of the name), as a keyset page by id (ADMIN, STAFF, PROVIDER).
+    #[tracing::instrument(name = "patients.list", skip_all)]
     pub async fn patients(
         &self,
         caller: &Caller,

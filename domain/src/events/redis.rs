@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// Redis pub/sub bus.
 #[derive(Clone)]
@@ -116,6 +117,26 @@ async fn forward(mut messages: broadcast::Receiver<Message>, local: broadcast::S
 #[async_trait::async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, event: DomainEvent) {
+        let span = tracing::info_span!(
+            "redis.publish",
+            otel.kind = "producer",
+            messaging.system = "redis",
+            messaging.destination.name = %self.channel,
+        );
+        self.publish_in_span(event).instrument(span).await;
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<DomainEvent>> {
+        self.local.subscribe()
+    }
+
+    async fn healthy(&self) -> bool {
+        self.publisher.is_connected() && self.subscriber.is_connected()
+    }
+}
+
+impl RedisBus {
+    async fn publish_in_span(&self, event: DomainEvent) {
         metrics::counter!(metric::PUBLISHED).increment(1);
         let text = match EventEnvelope::encode(&event) {
             Ok(text) => text,
@@ -130,13 +151,5 @@ impl EventBus for RedisBus {
             tracing::warn!(error = %err, "Redis refused an event; delivering it to this instance only");
             let _ = self.local.send(Arc::new(event));
         }
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Arc<DomainEvent>> {
-        self.local.subscribe()
-    }
-
-    async fn healthy(&self) -> bool {
-        self.publisher.is_connected() && self.subscriber.is_connected()
     }
 }

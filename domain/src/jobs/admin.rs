@@ -7,6 +7,7 @@ use crate::pagination::{Page, decode_cursor, encode_cursor, page_size};
 use crate::services::{Caller, Services};
 use entity::{job, job_delivery};
 use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::ExprTrait as _;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
@@ -75,5 +76,52 @@ impl Services {
         txn.commit().await?;
         tracing::info!(job = %id, "dead letter put back in the queue");
         Job::try_from(row)
+    }
+}
+
+/// Jobs waiting, running and dead, for the queue-depth gauge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Pending (due or not yet due).
+    pub pending: u64,
+    /// Claimed by a worker.
+    pub running: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+impl Services {
+    /// Counts jobs by state in one grouped query (no permission check: numbers
+    /// only, for the metrics sampler).
+    pub async fn queue_depth(&self) -> ServiceResult<QueueDepth> {
+        #[derive(sea_orm::FromQueryResult)]
+        struct Row {
+            status: String,
+            count: i64,
+        }
+        let rows = job::Entity::find()
+            .select_only()
+            .column(job::Column::Status)
+            .column_as(Expr::col(job::Column::Id).count(), "count")
+            .filter(job::Column::Status.is_in([
+                JobStatus::Pending.code(),
+                JobStatus::Running.code(),
+                JobStatus::Dead.code(),
+            ]))
+            .group_by(job::Column::Status)
+            .into_model::<Row>()
+            .all(&self.db)
+            .await?;
+        let mut depth = QueueDepth::default();
+        for row in rows {
+            let count = u64::try_from(row.count).unwrap_or(0);
+            match JobStatus::from_code(&row.status) {
+                Some(JobStatus::Pending) => depth.pending = count,
+                Some(JobStatus::Running) => depth.running = count,
+                Some(JobStatus::Dead) => depth.dead = count,
+                _ => {}
+            }
+        }
+        Ok(depth)
     }
 }

@@ -15,6 +15,7 @@ mod queue;
 pub mod redact;
 mod sweeps;
 
+pub use admin::QueueDepth;
 pub use deliveries::{Channel, Delivery, DeliveryStart, DeliveryStatus};
 pub use model::{ClaimedJob, Job, JobKind, JobStatus, NewJob, NoticePayload};
 pub use queue::{ClaimOptions, Finish};

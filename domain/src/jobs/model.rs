@@ -128,6 +128,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// When it finished (done, dead or cancelled).
     pub finished_at: Option<DateTime<Utc>>,
+    /// W3C `traceparent` of the request that wrote it, when there was a trace.
+    pub trace_parent: Option<String>,
 }
 
 impl TryFrom<job::Model> for Job {
@@ -148,6 +150,7 @@ impl TryFrom<job::Model> for Job {
             created_at: row.created_at,
             updated_at: row.updated_at,
             finished_at: row.finished_at,
+            trace_parent: row.trace_parent,
         })
     }
 }

@@ -38,6 +38,8 @@ pub(crate) async fn enqueue(conn: &impl ConnectionTrait, new: NewJob, now: DateT
         created_at: Set(now),
         updated_at: Set(now),
         finished_at: Set(None),
+        // The worker's run of this job continues the trace of whoever wrote it.
+        trace_parent: Set(telemetry::context::current_traceparent()),
     })
     .on_conflict_do_nothing_on([job::Column::DedupeKey])
     .exec_without_returning(conn)
@@ -106,11 +108,12 @@ pub enum Finish {
 
 /// Columns of `jobs`, for statements written by hand.
 const COLUMNS: &str = "id, kind, payload, status, run_at, attempts, max_attempts, lease_owner, lease_until, \
-                       last_error, appointment_id, dedupe_key, created_at, updated_at, finished_at";
+                       last_error, appointment_id, dedupe_key, created_at, updated_at, finished_at, trace_parent";
 
 impl Services {
     /// Claims up to `options.limit` due jobs (pending with `run_at` passed, or
     /// running with a lapsed lease), oldest first, for one lease.
+    #[tracing::instrument(name = "jobs.claim", skip_all)]
     pub async fn claim_jobs(&self, options: &ClaimOptions) -> ServiceResult<Vec<ClaimedJob>> {
         let now = self.clock.now();
         let lease_until = now + options.lease;
@@ -166,6 +169,7 @@ impl Services {
 
     /// Records how a claimed job ended. Answers false when the claim was no
     /// longer this worker's (its lease lapsed and another worker took the job).
+    #[tracing::instrument(name = "jobs.finish", skip_all)]
     pub async fn finish_job(&self, claimed: &ClaimedJob, finish: Finish) -> ServiceResult<bool> {
         let now = self.clock.now();
         let job = &claimed.job;

@@ -24,11 +24,29 @@ use uuid::Uuid;
 
 const MAX_KEY_LEN: usize = 200;
 
+/// Metric: booking attempts by outcome (booked, conflict, rejected).
+pub const BOOKINGS: &str = "careslot_bookings_total";
+
 impl Services {
     /// Books a free interval, or the caller's own hold (PATIENT for themself,
     /// STAFF, ADMIN). With an idempotency key, a retry with the same input answers
     /// the first appointment; the same key with other input is refused.
+    ///
+    /// Counted in `careslot_bookings_total{outcome}`: booked, conflict (the
+    /// interval was taken) or rejected (anything else).
+    #[tracing::instrument(name = "booking.book", skip_all)]
     pub async fn book_appointment(&self, caller: &Caller, input: NewBooking) -> ServiceResult<Appointment> {
+        let result = self.book_appointment_counted(caller, input).await;
+        let outcome = match &result {
+            Ok(_) => "booked",
+            Err(ServiceError::SlotUnavailable(_)) => "conflict",
+            Err(_) => "rejected",
+        };
+        metrics::counter!(BOOKINGS, "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn book_appointment_counted(&self, caller: &Caller, input: NewBooking) -> ServiceResult<Appointment> {
         let actor = *caller.actor()?;
         match actor.role {
             Role::Admin | Role::Staff => {}
@@ -182,6 +200,7 @@ impl Services {
     /// Moves an appointment in place (same id; the old interval stays in its
     /// history) under the booking rules. A PATIENT may not move their own inside
     /// the location's notice window; STAFF and ADMIN may, and that is recorded.
+    #[tracing::instrument(name = "booking.reschedule", skip_all)]
     pub async fn reschedule_appointment(
         &self,
         caller: &Caller,

@@ -21,6 +21,7 @@ pub const MAX_LIVE_HOLDS: u64 = 5;
 
 impl Services {
     /// Holds an interval for the caller (PATIENT, STAFF, ADMIN); others see it taken.
+    #[tracing::instrument(name = "holds.hold", skip_all)]
     pub async fn hold_slot(
         &self,
         caller: &Caller,
@@ -88,6 +89,7 @@ impl Services {
     }
 
     /// Releases a hold of the caller's (or any hold, for STAFF and ADMIN).
+    #[tracing::instrument(name = "holds.release", skip_all)]
     pub async fn release_hold(&self, caller: &Caller, id: HoldId) -> ServiceResult<bool> {
         let actor = caller.actor()?;
         let row = hold::Entity::find_by_id(id.0).one(&self.db).await?;
@@ -105,6 +107,7 @@ impl Services {
 
     /// Deletes holds that expired before now and announces `HOLD_EXPIRED` for each
     /// (the periodic sweep; correctness never waits for it).
+    #[tracing::instrument(name = "holds.sweep_expired", skip_all)]
     pub async fn sweep_expired_holds(&self) -> ServiceResult<u64> {
         let now = self.clock.now();
         let expired = hold::Entity::find()

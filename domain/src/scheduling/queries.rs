@@ -16,6 +16,7 @@ use uuid::Uuid;
 impl Services {
     /// One appointment, or `None` when it does not exist or the caller may not
     /// see it. Audited: an appointment names its patient.
+    #[tracing::instrument(name = "appointments.read", skip_all)]
     pub async fn appointment(&self, caller: &Caller, id: AppointmentId) -> ServiceResult<Option<Appointment>> {
         let actor = caller.actor()?;
         let Some(row) = appointment::Entity::find_by_id(id.0).one(&self.db).await? else {
@@ -31,6 +32,7 @@ impl Services {
 
     /// Appointments matching `filter` that the caller may see, by start, as a
     /// keyset page. A PATIENT sees their own, a PROVIDER their schedule.
+    #[tracing::instrument(name = "appointments.list", skip_all)]
     pub async fn appointments(
         &self,
         caller: &Caller,

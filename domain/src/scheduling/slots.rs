@@ -39,6 +39,7 @@ pub(super) struct Bookable {
 impl Services {
     /// Free slots in `[from, to)` of one provider, or of every provider at the
     /// location who works there, ordered by start then provider (any signed-in caller).
+    #[tracing::instrument(name = "availability.slots", skip_all)]
     pub async fn available_slots(&self, caller: &Caller, query: SlotQuery) -> ServiceResult<Vec<Slot>> {
         let actor = caller.actor()?;
         if query.to <= query.from {

@@ -19,6 +19,7 @@ const MAX_REASON_CHARS: usize = 500;
 impl Services {
     /// Cancels an appointment that has not begun (PATIENT their own outside the
     /// notice window; STAFF, ADMIN always, an override being recorded).
+    #[tracing::instrument(name = "booking.cancel", skip_all)]
     pub async fn cancel_appointment(
         &self,
         caller: &Caller,
