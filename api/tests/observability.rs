@@ -122,7 +122,7 @@ async fn start_logging_to(dir: &std::path::Path, log: &std::path::Path, env: &[(
         .spawn()
         .expect("binary starts");
     let server = Server {
-        child,
+        child: Some(child),
         base: format!("http://{listen}"),
     };
     let deadline = Instant::now() + Duration::from_secs(60);

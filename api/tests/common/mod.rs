@@ -29,8 +29,19 @@ pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
 }
 
 pub struct Server {
-    pub child: Child,
+    /// The process; `None` once [`Server::terminate`] took it.
+    pub child: Option<Child>,
     pub base: String,
+}
+
+/// A test that panics midway must not leave its servers running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Server {
@@ -47,7 +58,7 @@ impl Server {
             .spawn()
             .expect("binary starts");
         let server = Self {
-            child,
+            child: Some(child),
             base: format!("http://{listen}"),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -74,13 +85,14 @@ impl Server {
     }
 
     /// Sends SIGTERM and answers the exit status and everything the server logged.
-    pub fn terminate(self) -> (std::process::ExitStatus, String) {
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.take().expect("running");
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
-        let output = self.child.wait_with_output().expect("server exits");
+        let output = child.wait_with_output().expect("server exits");
         let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
         (output.status, log)
     }
@@ -234,12 +246,17 @@ pub struct WsClient {
 impl WsClient {
     /// Connects with `protocol` (`graphql-transport-ws` or `graphql-ws`).
     pub async fn connect(url: &str, protocol: &str) -> Self {
+        Self::connect_with(url, protocol, None).await
+    }
+
+    /// Like [`WsClient::connect`]; `wss://` URLs use `tls` (e.g. trusting a test CA).
+    pub async fn connect_with(url: &str, protocol: &str, tls: Option<tokio_tungstenite::Connector>) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = url.into_client_request().expect("request");
         request
             .headers_mut()
             .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-        let (socket, _) = tokio_tungstenite::connect_async(request)
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls)
             .await
             .expect("websocket connects");
         Self { socket }
@@ -247,7 +264,17 @@ impl WsClient {
 
     /// Connects and completes `connection_init` with `token`.
     pub async fn initialized(url: &str, protocol: &str, token: &str) -> Self {
-        let mut client = Self::connect(url, protocol).await;
+        Self::initialized_with(url, protocol, token, None).await
+    }
+
+    /// Like [`WsClient::initialized`] over [`WsClient::connect_with`].
+    pub async fn initialized_with(
+        url: &str,
+        protocol: &str,
+        token: &str,
+        tls: Option<tokio_tungstenite::Connector>,
+    ) -> Self {
+        let mut client = Self::connect_with(url, protocol, tls).await;
         client
             .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
             .await;
