@@ -6,16 +6,14 @@
 
 mod common;
 
+use common::{INDEX, JWT, PHI};
+
 use careslot_tests::postgres::TestDatabase;
 use common::{Server, book, set_up};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const JWT: &str = "backup-test-secret-backup-test-secret-0123456789";
-const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

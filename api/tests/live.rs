@@ -12,22 +12,15 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const JWT: &str = "live-test-secret-live-test-secret-0123456789";
-const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const SLOTS: &str = "subscription($p: UUID!, $from: DateTime!, $to: DateTime!) { slotsChanged(providerId: $p, from: $from, to: $to) { providerId start end status reason } }";
 const DESK: &str = "subscription($l: UUID!) { appointmentsChanged(locationId: $l) { kind appointment { id status patient { name } } } }";
 
-/// Environment shared by the instances of one deployment.
+/// Environment shared by the instances of one deployment, on the Redis at `redis`.
 fn deployment(database: &TestDatabase, redis: &str, channel: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATABASE_URL", database.url.clone()),
-        ("REDIS_URL", redis.to_owned()),
-        ("CARESLOT_REDIS_CHANNEL", channel.to_owned()),
-        ("CARESLOT_JWT_SECRET", JWT.to_owned()),
-        ("CARESLOT_PHI_KEYS", PHI.to_owned()),
-        ("CARESLOT_PHI_INDEX_KEY", INDEX.to_owned()),
-    ]
+    common::shared_env(&database.url, channel)
+        .into_iter()
+        .map(|(key, value)| (key, if key == "REDIS_URL" { redis } else { value }.to_owned()))
+        .collect()
 }
 
 async fn start(dir: &std::path::Path, env: &[(&'static str, String)], extra: &[(&'static str, &str)]) -> Server {

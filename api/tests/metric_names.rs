@@ -19,10 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const JWT: &str = "metrics-test-secret-metrics-test-secret-012345";
-const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
-
 /// Metrics only a failure of Redis or an overloaded subscriber registers,
 /// which this test does not stage. For these the name must at least be the
 /// one the code registers (a string literal in the sources), so a typo in
@@ -154,21 +150,13 @@ async fn dashboard_and_alert_rules_use_only_exported_metrics() {
     assert!(used_by_dashboard.len() > 10 && used_by_rules.len() > 5);
 
     let database = TestDatabase::create().await;
-    let channel = format!("careslot:test:{}", uuid::Uuid::new_v4());
-    let env = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("REDIS_URL", "redis://127.0.0.1:6379"),
-        ("CARESLOT_REDIS_CHANNEL", channel.as_str()),
-        ("CARESLOT_JWT_SECRET", JWT),
-        ("CARESLOT_PHI_KEYS", PHI),
-        ("CARESLOT_PHI_INDEX_KEY", INDEX),
-    ];
+    let channel = common::fresh_channel();
+    let env = common::shared_env(&database.url, &channel);
     let dir = tempfile::tempdir().expect("tmp");
-    let mut api_env = env.to_vec();
+    let mut api_env = env.clone();
     api_env.extend([
         ("CARESLOT_WORKER_EMBEDDED", "false"),
-        // Per user, not per IP: the IP window lives in the Redis that every
-        // test on this machine shares, the admin's window is this test's own.
+        // The per-user limit is the one this test trips (RATE_LIMITED is counted).
         ("CARESLOT_RATE_LIMIT_USER_PER_MINUTE", "60"),
         ("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", "1000000"),
     ]);

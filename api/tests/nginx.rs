@@ -16,9 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const JWT: &str = "nginx-test-secret-nginx-test-secret-0123456789";
-const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const DESK: &str = "subscription($l: UUID!) { appointmentsChanged(locationId: $l) { kind appointment { id status } } }";
 
 /// nginx from Debian's package (`/usr/sbin` is not on every PATH).
@@ -306,19 +303,10 @@ fn one_header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_from_deploy_serves_two_instances_over_tls() {
     let database = TestDatabase::create().await;
-    let channel = format!("careslot:test:{}", uuid::Uuid::new_v4());
-    let env = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("REDIS_URL", "redis://127.0.0.1:6379"),
-        ("CARESLOT_REDIS_CHANNEL", channel.as_str()),
-        ("CARESLOT_JWT_SECRET", JWT),
-        ("CARESLOT_PHI_KEYS", PHI),
-        ("CARESLOT_PHI_INDEX_KEY", INDEX),
-        // The API's per-IP window lives in the Redis every test on this
-        // machine shares, and all of them come from 127.0.0.1: nginx's own
-        // per-IP limit is the one under test here.
-        ("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", "1000000"),
-    ];
+    let channel = common::fresh_channel();
+    let mut env = common::shared_env(&database.url, &channel);
+    // nginx's own per-IP limit is the one under test here.
+    env.push(("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", "1000000"));
     let dir = tempfile::tempdir().expect("tmp");
     let a = Server::start(dir.path(), &env).await;
     let b = Server::start(dir.path(), &env).await;

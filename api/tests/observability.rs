@@ -7,7 +7,6 @@
 //! worker, with the trace id in the log and no patient data anywhere.
 
 mod common;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use common::{Server, command, free_port, set_up};
@@ -18,12 +17,6 @@ use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const JWT: &str = "obs-test-secret-obs-test-secret-0123456789";
-const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-/// An index key of this test's own: login throttles (in Redis) are keyed by the
-/// email's blind index, and other tests sign in as the same admin.
-const INDEX: &str = "CwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCws=";
 
 /// The patient whose data must not leak.
 const NAME: &str = "Quintessa Phiwatch";
@@ -161,24 +154,14 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
     let (otlp, spans) = start_receiver().await;
     let dir = tempfile::tempdir().expect("tmp");
     let log_path = dir.path().join("api.log");
-    let channel = format!("careslot:test:{}", uuid::Uuid::new_v4());
-    let shared = [
-        ("DATABASE_URL", database.url.as_str()),
-        ("REDIS_URL", "redis://127.0.0.1:6379"),
-        ("CARESLOT_REDIS_CHANNEL", channel.as_str()),
-        ("CARESLOT_JWT_SECRET", JWT),
-        ("CARESLOT_PHI_KEYS", PHI),
-        ("CARESLOT_PHI_INDEX_KEY", INDEX),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
-    ];
-    let mut env = shared.to_vec();
+    let channel = common::fresh_channel();
+    let mut shared = common::shared_env(&database.url, &channel);
+    shared.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()));
+    let mut env = shared.clone();
     env.extend([
         ("RUST_LOG", "debug"),
         ("CARESLOT_LOG_FORMAT", "json"),
         ("CARESLOT_WORKER_EMBEDDED", "false"),
-        // With Redis, the per-address limit counts every client of 127.0.0.1 on
-        // this machine (other tests, benchmarks); this test is not about limits.
-        ("CARESLOT_RATE_LIMIT_IP_PER_MINUTE", "100000000"),
     ]);
     let server = start_logging_to(dir.path(), &log_path, &env).await;
     let setup = set_up(&server).await;
@@ -357,7 +340,7 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
     );
     let data_dir = dir.path().join("worker-data");
     let data_dir = data_dir.display().to_string();
-    let mut worker_env = shared.to_vec();
+    let mut worker_env = shared.clone();
     worker_env.extend([
         ("CARESLOT_DATA_DIR", data_dir.as_str()),
         ("CARESLOT_MIGRATE_ON_START", "false"),

@@ -8,15 +8,13 @@
 
 mod common;
 
+use common::{INDEX, JWT, PHI};
+
 use common::{Server, free_port, set_up};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const JWT: &str = "replica-test-secret-replica-test-secret-0123";
-const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
 /// The PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup).
 fn bin_dir() -> PathBuf {

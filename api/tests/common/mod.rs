@@ -9,6 +9,32 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_careslot-api");
 
+/// Secrets every instance of a test deployment shares.
+pub const JWT: &str = "test-deployment-secret-test-deployment-secret-0123";
+/// The PHI key of test deployments.
+pub const PHI: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+/// The blind-index key of test deployments.
+pub const INDEX: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+/// A fresh Redis channel: a deployment of its own, whose rate-limit counters
+/// and ended sessions (kept under the channel's name) no other test shares.
+pub fn fresh_channel() -> String {
+    format!("careslot:test:{}", uuid::Uuid::new_v4())
+}
+
+/// The environment every instance of one test deployment shares: its
+/// database, the machine's Redis under its own channel, and its secrets.
+pub fn shared_env<'a>(database_url: &'a str, channel: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("DATABASE_URL", database_url),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("CARESLOT_REDIS_CHANNEL", channel),
+        ("CARESLOT_JWT_SECRET", JWT),
+        ("CARESLOT_PHI_KEYS", PHI),
+        ("CARESLOT_PHI_INDEX_KEY", INDEX),
+    ]
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
