@@ -96,6 +96,7 @@ impl App {
                     .with_context(|| format!("cannot reach Redis (REDIS_URL) {}", redact(url)))?,
             );
         }
+        let has_replica = settings.database_replica_url.is_some();
         let replica = db::connect_replica(&settings)
             .await
             .context("cannot open the read replica (DATABASE_REPLICA_URL)")?
@@ -109,7 +110,15 @@ impl App {
             passwords,
             bus,
             policy,
+            slot_cache: Arc::new(domain::scheduling::SlotCache::reading_a_replica(
+                std::time::Duration::from_secs(settings.slot_cache_seconds),
+                // Replication on one network replays in milliseconds; a change is
+                // not cached from the replica until it surely has.
+                std::time::Duration::from_secs(if has_replica { 5 } else { 0 }),
+            )),
         };
+        // Other instances' bookings reach this instance's slot cache over the bus.
+        domain::scheduling::follow_slot_events(services.slot_cache.clone(), services.bus.subscribe());
         if let (Some(email), Some(password)) = (&settings.bootstrap_admin_email, &settings.bootstrap_admin_password) {
             let created = services
                 .ensure_bootstrap_admin(email, password)

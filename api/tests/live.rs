@@ -383,3 +383,38 @@ async fn ended_sessions_are_refused_on_every_instance() {
     a.terminate();
     b.terminate();
 }
+
+/// Slot search is cached per instance; a booking on another instance drops
+/// the cached occupancy as soon as its event arrives over Redis (the cache's
+/// time-to-live is an hour here, so only the event can explain the change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_on_one_instance_refreshes_the_slot_search_of_another() {
+    let database = TestDatabase::create().await;
+    let env = deployment(&database, "redis://127.0.0.1:6379", &common::fresh_channel());
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let hour = [("CARESLOT_SLOT_CACHE_SECONDS", "3600")];
+    let a = start(dir_a.path(), &env, &hour).await;
+    let b = start(dir_b.path(), &env, &hour).await;
+    let s = set_up(&a).await;
+    let (from, to) = tomorrow();
+    let search = "query($i: AvailableSlotsInput!) { availableSlots(input: $i) { start } }";
+    let input = json!({ "i": { "providerId": s.provider, "appointmentTypeId": s.kind, "from": from, "to": to } });
+    let offered = |data: Value| {
+        data["availableSlots"]
+            .as_array()
+            .expect("slots")
+            .iter()
+            .any(|slot| slot["start"] == s.slot.as_str())
+    };
+    // Twice on A: the second answer comes from its cache.
+    assert!(offered(a.data(&s.admin, search, input.clone()).await));
+    assert!(offered(a.data(&s.admin, search, input.clone()).await));
+    book(&b, &s).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while offered(a.data(&s.admin, search, input.clone()).await) {
+        assert!(std::time::Instant::now() < deadline, "A still offers the slot B booked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.terminate();
+    b.terminate();
+}

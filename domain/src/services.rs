@@ -80,6 +80,8 @@ pub struct Services {
     pub bus: SharedBus,
     /// Rule tunables.
     pub policy: Policy,
+    /// What slot search reads, kept in process and dropped by domain events.
+    pub slot_cache: std::sync::Arc<crate::scheduling::SlotCache>,
 }
 
 /// Who is calling and from where: what every service operation receives.
@@ -115,6 +117,9 @@ impl Services {
     /// Publishes events of a committed change, in order.
     pub async fn publish(&self, events: impl IntoIterator<Item = crate::events::DomainEvent>) {
         for event in events {
+            // This instance forgets what changed before anyone can ask again;
+            // other instances do when the event reaches them over the bus.
+            self.slot_cache.on_event(&event);
             self.bus.publish(event).await;
         }
     }

@@ -113,6 +113,10 @@ pub struct Settings {
     pub worker_metrics_listen: SocketAddr,
     /// `CARESLOT_HOLD_TTL_SECONDS`, default 300.
     pub hold_ttl_seconds: i64,
+    /// `CARESLOT_SLOT_CACHE_SECONDS`, default 30: how long slot search keeps
+    /// what it read (types, locations, schedules, occupancy) at most; domain
+    /// events drop entries sooner. 0 turns the cache off.
+    pub slot_cache_seconds: u64,
     /// `CARESLOT_MAX_SLOT_RANGE_DAYS`, default 31.
     pub max_slot_range_days: i64,
     /// `CARESLOT_GRAPHQL_MAX_DEPTH`, default 12.
@@ -201,6 +205,7 @@ const KEYS: &[(&str, &str)] = &[
     ("graphql_max_depth", "CARESLOT_GRAPHQL_MAX_DEPTH"),
     ("graphql_max_complexity", "CARESLOT_GRAPHQL_MAX_COMPLEXITY"),
     ("graphql_max_aliases", "CARESLOT_GRAPHQL_MAX_ALIASES"),
+    ("slot_cache_seconds", "CARESLOT_SLOT_CACHE_SECONDS"),
     ("smtp_url", "CARESLOT_SMTP_URL"),
     ("twilio_account_sid", "TWILIO_ACCOUNT_SID"),
     ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
@@ -401,6 +406,7 @@ impl Settings {
             worker_metrics_listen,
             hold_ttl_seconds: raw.positive("CARESLOT_HOLD_TTL_SECONDS", 300)?,
             max_slot_range_days: raw.positive("CARESLOT_MAX_SLOT_RANGE_DAYS", 31)?,
+            slot_cache_seconds: raw.parse("CARESLOT_SLOT_CACHE_SECONDS", 30u64)?,
             graphql_max_depth: raw.positive("CARESLOT_GRAPHQL_MAX_DEPTH", 12)? as usize,
             graphql_max_complexity: raw.positive("CARESLOT_GRAPHQL_MAX_COMPLEXITY", 2000)? as usize,
             graphql_max_aliases: raw.positive("CARESLOT_GRAPHQL_MAX_ALIASES", 30)? as usize,

@@ -26,8 +26,22 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-/// Relations are resolved by explicit queries in `domain`.
+/// The type, joined by slot search for its buffers; other relations are
+/// resolved by explicit queries in `domain`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::appointment_type::Entity",
+        from = "Column::AppointmentTypeId",
+        to = "super::appointment_type::Column::Id"
+    )]
+    AppointmentType,
+}
+
+impl Related<super::appointment_type::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::AppointmentType.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

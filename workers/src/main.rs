@@ -87,6 +87,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         passwords: PasswordHasher::new().map_err(|e| anyhow::anyhow!("{e}"))?,
         bus,
         policy: Policy::from_settings(&settings),
+        // The worker never searches slots.
+        slot_cache: Arc::new(domain::scheduling::SlotCache::new(std::time::Duration::ZERO)),
     };
     let metrics_listener = workers::metrics::bind(settings.worker_metrics_listen)
         .await

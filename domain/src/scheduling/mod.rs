@@ -5,6 +5,7 @@
 
 pub mod availability;
 mod booking;
+mod cache;
 mod holds;
 mod lock;
 mod model;
@@ -24,5 +25,6 @@ pub use status::AppointmentStatus;
 pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::ServiceResult<Vec<(i16, u32, u32)>> {
     rules::parse_rules(rules)
 }
+pub use cache::{SlotCache, follow as follow_slot_events};
 pub(crate) use slots::location_exists;
 pub use store::zone as location_zone;

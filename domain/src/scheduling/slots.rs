@@ -1,7 +1,8 @@
 //! `availableSlots`, and the same rules applied to one requested start
 //! (holds, bookings and reschedules all ask through [`Services::check_bookable`]).
 
-use super::availability::{GridPosition, Interval, free_slots, grid_position, is_free, windows};
+use super::availability::{GridPosition, Interval, Schedule, free_slots, grid_position, is_free, windows};
+use super::cache::RawOccupancy;
 use super::model::{Slot, SlotQuery};
 use super::store;
 use crate::error::{ServiceError, ServiceResult};
@@ -10,6 +11,8 @@ use crate::services::{Caller, Services};
 use chrono::{DateTime, Utc};
 use entity::{appointment_type, location, provider, provider_location};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One requested start to check.
@@ -54,22 +57,19 @@ impl Services {
                 ),
             ));
         }
-        // A search may lag the primary by the replication delay; booking
-        // re-checks on the primary.
+        // A search may lag the primary by the replication delay, and the
+        // cache by an event in flight; booking re-checks on the primary.
         let db = &self.replica;
-        let kind = self.appointment_type_row(db, query.appointment_type_id.0).await?;
+        let kind = self.cached_kind(query.appointment_type_id.0).await?;
         if query.location_id.is_some_and(|l| l.0 != kind.location_id) {
             return Err(ServiceError::bad_input(
                 "input.locationId",
                 "the appointment type is not offered at this location",
             ));
         }
-        let location = location_row(db, kind.location_id).await?;
+        let location = self.cached_location(kind.location_id).await?;
         let providers: Vec<Uuid> = match query.provider_id {
-            Some(p) => {
-                provider_exists(db, p).await?;
-                vec![p.0]
-            }
+            Some(p) => vec![p.0],
             None => provider_location::Entity::find()
                 .filter(provider_location::Column::LocationId.eq(location.id))
                 .all(db)
@@ -81,19 +81,26 @@ impl Services {
         let now = self.clock.now();
         let range = Interval::new(query.from, query.to);
         let spec = store::slot_spec(&kind, now);
-        let schedules = store::schedules(db, &location, &providers).await?;
+        let schedules = self.cached_schedules(&location, &providers).await?;
+        if let Some(p) = query.provider_id
+            && !schedules.contains_key(&p.0)
+        {
+            // No rule here: an unknown provider is the caller's error.
+            provider_exists(db, p).await?;
+        }
         let with_rules: Vec<Uuid> = providers
             .iter()
             .copied()
             .filter(|p| schedules.contains_key(p))
             .collect();
-        let occupancy = store::occupancy(db, &with_rules, range, now, Some(actor.user_id.0), None).await?;
+        let occupancy = self.cached_occupancy(&with_rules, range, now).await?;
         let mut slots: Vec<Slot> = Vec::new();
         for provider in with_rules {
             let (Some(schedule), Some(occupied)) = (schedules.get(&provider), occupancy.get(&provider)) else {
                 continue;
             };
-            slots.extend(free_slots(schedule, &spec, occupied, range).into_iter().map(|s| Slot {
+            let occupied = occupied.view(now, Some(actor.user_id.0));
+            slots.extend(free_slots(schedule, &spec, &occupied, range).into_iter().map(|s| Slot {
                 provider_id: provider.into(),
                 start: s.start,
                 end: s.end,
@@ -101,6 +108,92 @@ impl Services {
         }
         slots.sort_by_key(|s| (s.start, s.provider_id));
         Ok(slots)
+    }
+
+    /// An appointment type, from the cache or the replica.
+    async fn cached_kind(&self, id: Uuid) -> ServiceResult<appointment_type::Model> {
+        if let Some(kind) = self.slot_cache.kind(id) {
+            return Ok(kind);
+        }
+        let kind = self.appointment_type_row(&self.replica, id).await?;
+        self.slot_cache.fill_kind(&kind);
+        Ok(kind)
+    }
+
+    /// A location, from the cache or the replica.
+    async fn cached_location(&self, id: Uuid) -> ServiceResult<location::Model> {
+        if let Some(location) = self.slot_cache.location(id) {
+            return Ok(location);
+        }
+        let location = location_row(&self.replica, id).await?;
+        self.slot_cache.fill_location(&location);
+        Ok(location)
+    }
+
+    /// The schedules of `providers` at `location` (absent: no rule there),
+    /// loading what the cache lacks in one go.
+    async fn cached_schedules(
+        &self,
+        location: &location::Model,
+        providers: &[Uuid],
+    ) -> ServiceResult<HashMap<Uuid, Schedule>> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for provider in providers {
+            match self.slot_cache.schedule(location.id, *provider) {
+                Some(Some(schedule)) => {
+                    found.insert(*provider, schedule);
+                }
+                Some(None) => {}
+                None => missing.push((*provider, self.slot_cache.generation(*provider))),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let ids: Vec<Uuid> = missing.iter().map(|(p, _)| *p).collect();
+        let mut loaded = store::schedules(&self.replica, location, &ids).await?;
+        for (provider, generation) in missing {
+            let schedule = loaded.remove(&provider);
+            self.slot_cache
+                .fill_schedule(location.id, provider, generation, schedule.clone());
+            if let Some(schedule) = schedule {
+                found.insert(provider, schedule);
+            }
+        }
+        Ok(found)
+    }
+
+    /// What occupies each of `providers` around `range`, loading what the
+    /// cache lacks in one go.
+    async fn cached_occupancy(
+        &self,
+        providers: &[Uuid],
+        range: Interval,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<HashMap<Uuid, Arc<RawOccupancy>>> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for provider in providers {
+            match self.slot_cache.occupancy(*provider, range) {
+                Some(occupancy) => {
+                    found.insert(*provider, occupancy);
+                }
+                None => missing.push((*provider, self.slot_cache.generation(*provider))),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let ids: Vec<Uuid> = missing.iter().map(|(p, _)| *p).collect();
+        let mut loaded = store::raw_occupancy(&self.replica, &ids, range, now, None).await?;
+        for (provider, generation) in missing {
+            let occupancy = Arc::new(loaded.remove(&provider).unwrap_or_default());
+            self.slot_cache
+                .fill_occupancy(provider, range, generation, occupancy.clone());
+            found.insert(provider, occupancy);
+        }
+        Ok(found)
     }
 
     /// Checks that `start` is a free slot start of `provider` for `kind`, as

@@ -1,6 +1,7 @@
 //! Loads what slot computation needs, a few queries for any number of providers.
 
 use super::availability::{Busy, Interval, Occupancy, Schedule, SlotSpec, WeeklyRule};
+use super::cache::RawOccupancy;
 use super::status::{ALL_STATUSES, AppointmentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use chrono::{DateTime, Duration, Utc};
@@ -94,9 +95,27 @@ pub async fn occupancy(
     own_holds_of: Option<Uuid>,
     moving: Option<Uuid>,
 ) -> ServiceResult<HashMap<Uuid, Occupancy>> {
+    Ok(raw_occupancy(conn, providers, range, now, moving)
+        .await?
+        .into_iter()
+        .map(|(provider, raw)| (provider, raw.view(now, own_holds_of)))
+        .collect())
+}
+
+/// What occupies each of `providers` around `range`, holds of everyone
+/// included (live at `now`), for [`RawOccupancy::view`] to filter per caller.
+/// Three statements: time off, appointments joined with their types'
+/// buffers, holds.
+pub async fn raw_occupancy(
+    conn: &impl ConnectionTrait,
+    providers: &[Uuid],
+    range: Interval,
+    now: DateTime<Utc>,
+    moving: Option<Uuid>,
+) -> ServiceResult<HashMap<Uuid, RawOccupancy>> {
     let from = range.start - OCCUPANCY_MARGIN;
     let to = range.end + OCCUPANCY_MARGIN;
-    let mut result: HashMap<Uuid, Occupancy> = providers.iter().map(|p| (*p, Occupancy::default())).collect();
+    let mut result: HashMap<Uuid, RawOccupancy> = providers.iter().map(|p| (*p, RawOccupancy::default())).collect();
 
     for off in time_off::Entity::find()
         .filter(time_off::Column::ProviderId.is_in(providers.iter().copied()))
@@ -118,27 +137,17 @@ pub async fn occupancy(
     if let Some(moving) = moving {
         appointments = appointments.filter(appointment::Column::Id.ne(moving));
     }
-    let appointments = appointments.all(conn).await?;
-    let mut type_ids: Vec<Uuid> = appointments.iter().map(|a| a.appointment_type_id).collect();
-    type_ids.sort();
-    type_ids.dedup();
-    let buffers: HashMap<Uuid, (Duration, Duration)> = appointment_type::Entity::find()
-        .filter(appointment_type::Column::Id.is_in(type_ids))
+    let appointments = appointments
+        .find_also_related(appointment_type::Entity)
         .all(conn)
-        .await?
-        .into_iter()
-        .map(|t| {
+        .await?;
+    for (a, kind) in appointments {
+        let (before, after) = kind.map_or((Duration::zero(), Duration::zero()), |t| {
             (
-                t.id,
-                (
-                    Duration::minutes(t.buffer_before_minutes.into()),
-                    Duration::minutes(t.buffer_after_minutes.into()),
-                ),
+                Duration::minutes(t.buffer_before_minutes.into()),
+                Duration::minutes(t.buffer_after_minutes.into()),
             )
-        })
-        .collect();
-    for a in appointments {
-        let (before, after) = buffers.get(&a.appointment_type_id).copied().unwrap_or_default();
+        });
         if let Some(o) = result.get_mut(&a.provider_id) {
             o.busy.push(Busy {
                 interval: Interval::new(a.start_at, a.end_at),
@@ -148,17 +157,17 @@ pub async fn occupancy(
         }
     }
 
-    let mut holds = hold::Entity::find()
+    for h in hold::Entity::find()
         .filter(hold::Column::ProviderId.is_in(providers.iter().copied()))
         .filter(hold::Column::ExpiresAt.gt(now))
         .filter(hold::Column::StartAt.lt(to))
-        .filter(hold::Column::EndAt.gt(from));
-    if let Some(user) = own_holds_of {
-        holds = holds.filter(hold::Column::HeldBy.ne(user));
-    }
-    for h in holds.all(conn).await? {
+        .filter(hold::Column::EndAt.gt(from))
+        .all(conn)
+        .await?
+    {
         if let Some(o) = result.get_mut(&h.provider_id) {
-            o.holds.push(Interval::new(h.start_at, h.end_at));
+            o.holds
+                .push((Interval::new(h.start_at, h.end_at), h.held_by, h.expires_at));
         }
     }
     Ok(result)
