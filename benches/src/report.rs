@@ -194,3 +194,30 @@ impl Report {
         out
     }
 }
+
+impl Scenario {
+    /// The p99 and p50 rows of an open-loop run at `label`, or a missed target
+    /// saying why it did not run (the saturation rate is below the arrival rate).
+    pub fn open_loop(&mut self, label: &str, open: Option<&Run>, p99_limit: f64, saturation: &Run) {
+        match open {
+            Some(open) => {
+                self.at_most(
+                    &format!("p99 at {label}, open loop"),
+                    open.latency.p99_ms,
+                    p99_limit,
+                    "ms",
+                );
+                self.info(
+                    &format!("p50 at {label}, open loop"),
+                    format!("{:.2} ms", open.latency.p50_ms),
+                );
+            }
+            None => self.rows.push(Row {
+                metric: format!("p99 at {label}, open loop"),
+                target: Some(format!("<= {} ms", fmt(p99_limit))),
+                measured: format!("not run: saturation is {:.0}/s", saturation.throughput),
+                met: Some(false),
+            }),
+        }
+    }
+}

@@ -92,7 +92,8 @@ async fn worker(ctx: &Ctx, sender: Arc<NoopSender>, name: &str, lease: Duration)
             worker_id: format!("bench-{name}"),
             concurrency: 50,
             lease,
-            send_timeout: Duration::from_secs(10),
+            // A delivery starts only while the lease outlasts the send timeout.
+            send_timeout: lease / 3,
             poll: Duration::from_millis(200),
         },
     ))
@@ -175,7 +176,7 @@ async fn kill_restart(ctx: &Ctx, scenario: &mut Scenario) -> anyhow::Result<()> 
     let sender = Arc::new(NoopSender::default());
     let (stop, stopping) = watch::channel(false);
     // A short lease: the killed worker's claims lapse soon and are taken over.
-    let lease = Duration::from_secs(2);
+    let lease = Duration::from_secs(3);
     let doomed = worker(ctx, sender.clone(), "doomed", lease).await?;
     let survivor = worker(ctx, sender.clone(), "survivor", lease).await?;
     let replacement = worker(ctx, sender.clone(), "replacement", lease).await?;
