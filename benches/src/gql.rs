@@ -80,7 +80,7 @@ impl Api {
     /// Runs `query`, which must succeed, and answers its `data`.
     pub async fn data(&self, token: &str, query: &str, variables: Value) -> anyhow::Result<Value> {
         let answer = self.run(Some(token), query, variables).await?;
-        answer.data().cloned().with_context(|| format!("{query}"))
+        answer.data().cloned().with_context(|| query.to_owned())
     }
 
     /// Signs in and answers the access token.
