@@ -4,7 +4,7 @@
 //! in flight finish within a grace period, and puts back what did not.
 
 use crate::email::{EmailSender, EmailSetupError, OutboxSender, SmtpSender};
-use crate::process::process;
+use crate::process;
 use crate::sms::{SmsSender, TwilioConfig, TwilioSender};
 use domain::Services;
 use domain::events::DomainEvent;
@@ -125,7 +125,7 @@ impl Worker {
     pub async fn run_once(&self) -> domain::ServiceResult<usize> {
         let claimed = self.services.claim_jobs(&self.claim_options()).await?;
         let count = claimed.len();
-        join_all(claimed.iter().map(|job| self.run_job(job))).await;
+        self.run_batch(&claimed).await;
         Ok(count)
     }
 
@@ -141,9 +141,39 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, claimed: &ClaimedJob) {
+    /// Runs a claimed batch: the notices of the batch are read, and their
+    /// reads audited, together; then each job runs on its own. When reading the
+    /// batch fails, each job is run alone (and fails or succeeds alone).
+    async fn run_batch(&self, claimed: &[ClaimedJob]) {
+        let (exhausted, live): (Vec<&ClaimedJob>, Vec<&ClaimedJob>) =
+            claimed.iter().partition(|c| process::exhausted(&c.job));
+        let jobs: Vec<&domain::jobs::Job> = live.iter().map(|c| &c.job).collect();
+        match self.services.prepare_notices(&jobs).await {
+            Ok(prepared) => {
+                let prepared = live
+                    .iter()
+                    .zip(prepared)
+                    .map(|(job, notice)| self.run_job(job, Some(notice)));
+                let exhausted = exhausted.iter().map(|job| self.run_job(job, None));
+                join_all(prepared.chain(exhausted)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "reading a batch's notices failed; running its jobs one by one");
+                join_all(claimed.iter().map(|job| self.run_job(job, None))).await;
+            }
+        }
+    }
+
+    async fn run_job(&self, claimed: &ClaimedJob, prepared: Option<domain::notifications::Prepared>) {
         let job = &claimed.job;
-        match process(&self.services, &self.senders, self.config.send_timeout, claimed).await {
+        let timeout = self.config.send_timeout;
+        let outcome = match prepared {
+            Some(prepared) => {
+                process::process_prepared(&self.services, &self.senders, timeout, claimed, prepared).await
+            }
+            None => process::process(&self.services, &self.senders, timeout, claimed).await,
+        };
+        match outcome {
             Ok(Some(finish)) => {
                 tracing::debug!(job = %job.id, kind = job.kind.code(), attempt = job.attempts, outcome = ?finish_name(&finish), "job ran");
             }
@@ -179,7 +209,7 @@ impl Worker {
                 wait(&mut wake, &mut shutdown, self.config.poll).await;
                 continue;
             }
-            let work = join_all(claimed.iter().map(|job| self.run_job(job)));
+            let work = self.run_batch(&claimed);
             tokio::pin!(work);
             tokio::select! {
                 _ = &mut work => {}
