@@ -32,7 +32,7 @@ pub(crate) async fn process(
     claimed: &ClaimedJob,
 ) -> ServiceResult<Option<Finish>> {
     let job = &claimed.job;
-    if job.attempts > job.max_attempts {
+    if exhausted(job) {
         // Claims past the maximum come from lapsed leases: the worker holding it
         // died (or hung) every time.
         let finish = Finish::Dead {
@@ -40,7 +40,27 @@ pub(crate) async fn process(
         };
         return finish_as(services, claimed, finish).await;
     }
-    let notice = match services.prepare_notice(job).await? {
+    let prepared = services.prepare_notice(job).await?;
+    process_prepared(services, senders, send_timeout, claimed, prepared).await
+}
+
+/// True when `job` was claimed more times than it may run: every earlier
+/// claim lapsed (its worker died or hung), and it is dead-lettered unprepared.
+pub(crate) fn exhausted(job: &domain::jobs::Job) -> bool {
+    job.attempts > job.max_attempts
+}
+
+/// Runs `claimed` to its end from its notice, prepared (and audited) already
+/// with the rest of its batch; answers the finish written.
+pub(crate) async fn process_prepared(
+    services: &Services,
+    senders: &Senders,
+    send_timeout: Duration,
+    claimed: &ClaimedJob,
+    prepared: Prepared,
+) -> ServiceResult<Option<Finish>> {
+    let job = &claimed.job;
+    let notice = match prepared {
         Prepared::Skip(reason) => {
             tracing::info!(job = %job.id, kind = job.kind.code(), %reason, "nothing to send");
             return finish_as(services, claimed, Finish::Done { note: Some(reason) }).await;

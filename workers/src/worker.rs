@@ -4,7 +4,7 @@
 //! in flight finish within a grace period, and puts back what did not.
 
 use crate::email::{EmailSender, EmailSetupError, OutboxSender, SmtpSender};
-use crate::process::process;
+use crate::process;
 use crate::sms::{SmsSender, TwilioConfig, TwilioSender};
 use domain::Services;
 use domain::events::DomainEvent;
@@ -126,7 +126,7 @@ impl Worker {
     pub async fn run_once(&self) -> domain::ServiceResult<usize> {
         let claimed = self.services.claim_jobs(&self.claim_options()).await?;
         let count = claimed.len();
-        join_all(claimed.iter().map(|job| self.run_job(job))).await;
+        self.run_batch(&claimed).await;
         Ok(count)
     }
 
@@ -142,9 +142,32 @@ impl Worker {
         }
     }
 
+    /// Runs a claimed batch: the notices of the batch are read, and their
+    /// reads audited, together; then each job runs on its own. When reading the
+    /// batch fails, each job is run alone (and fails or succeeds alone).
+    async fn run_batch(&self, claimed: &[ClaimedJob]) {
+        let (exhausted, live): (Vec<&ClaimedJob>, Vec<&ClaimedJob>) =
+            claimed.iter().partition(|c| process::exhausted(&c.job));
+        let jobs: Vec<&domain::jobs::Job> = live.iter().map(|c| &c.job).collect();
+        match self.services.prepare_notices(&jobs).await {
+            Ok(prepared) => {
+                let prepared = live
+                    .iter()
+                    .zip(prepared)
+                    .map(|(job, notice)| self.run_job(job, Some(notice)));
+                let exhausted = exhausted.iter().map(|job| self.run_job(job, None));
+                join_all(prepared.chain(exhausted)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "reading a batch's notices failed; running its jobs one by one");
+                join_all(claimed.iter().map(|job| self.run_job(job, None))).await;
+            }
+        }
+    }
+
     /// Runs one claimed job in a `job.run` span that continues the trace of the
     /// request that wrote the job (its stored `traceparent`).
-    async fn run_job(&self, claimed: &ClaimedJob) {
+    async fn run_job(&self, claimed: &ClaimedJob, prepared: Option<domain::notifications::Prepared>) {
         let job = &claimed.job;
         let span = tracing::info_span!(
             "job.run",
@@ -158,13 +181,20 @@ impl Worker {
         if let Some(traceparent) = &job.trace_parent {
             telemetry::context::continue_from_traceparent(&span, traceparent);
         }
-        self.run_job_in_span(claimed).instrument(span).await;
+        self.run_job_in_span(claimed, prepared).instrument(span).await;
     }
 
-    async fn run_job_in_span(&self, claimed: &ClaimedJob) {
+    async fn run_job_in_span(&self, claimed: &ClaimedJob, prepared: Option<domain::notifications::Prepared>) {
         let job = &claimed.job;
         let started = Instant::now();
-        match process(&self.services, &self.senders, self.config.send_timeout, claimed).await {
+        let timeout = self.config.send_timeout;
+        let outcome = match prepared {
+            Some(prepared) => {
+                process::process_prepared(&self.services, &self.senders, timeout, claimed, prepared).await
+            }
+            None => process::process(&self.services, &self.senders, timeout, claimed).await,
+        };
+        match outcome {
             Ok(Some(finish)) => {
                 tracing::Span::current().record("job.outcome", finish_name(&finish));
                 tracing::debug!(job = %job.id, kind = job.kind.code(), attempt = job.attempts, outcome = ?finish_name(&finish), "job ran");
@@ -206,7 +236,7 @@ impl Worker {
                 wait(&mut wake, &mut shutdown, self.config.poll).await;
                 continue;
             }
-            let work = join_all(claimed.iter().map(|job| self.run_job(job)));
+            let work = self.run_batch(&claimed);
             tokio::pin!(work);
             tokio::select! {
                 _ = &mut work => {}

@@ -7,7 +7,7 @@ use super::config::QuietHours;
 use super::content::{NoticeFacts, NoticeKind, RenderedNotice, render};
 use crate::error::ServiceResult;
 use crate::jobs::{Job, JobKind};
-use crate::phi::{AuditAction, AuditRecord};
+use crate::phi::{AuditAction, AuditRecord, write_audits};
 use crate::scheduling::AppointmentStatus;
 use crate::services::{Caller, Services};
 use chrono::{DateTime, Utc};
@@ -53,12 +53,51 @@ pub enum Prepared {
 impl Services {
     /// Reads what `job` should send now, or why it should send nothing.
     pub async fn prepare_notice(&self, job: &Job) -> ServiceResult<Prepared> {
+        let mut prepared = self.prepare_notices(&[job]).await?;
+        Ok(prepared
+            .pop()
+            .unwrap_or_else(|| Prepared::Skip("nothing prepared".into())))
+    }
+
+    /// [`Services::prepare_notice`] for a claimed batch, in order: the reads of
+    /// the patients' contact details are audited in one append for the batch
+    /// (one turn at the audit chain's lock and one commit, not one per job).
+    pub async fn prepare_notices(&self, jobs: &[&Job]) -> ServiceResult<Vec<Prepared>> {
+        let mut prepared = Vec::with_capacity(jobs.len());
+        let mut reads = Vec::new();
+        for job in jobs {
+            let (notice, patient) = self.prepare_unaudited(job).await?;
+            if let Some(patient) = patient {
+                reads.push(AuditRecord {
+                    action: AuditAction::Read,
+                    entity_type: "patient",
+                    entity_id: Some(patient),
+                    detail: Some(serde_json::json!({ "purpose": "notification", "job": job.id.to_string() })),
+                });
+            }
+            prepared.push(notice);
+        }
+        // Written before anything is sent: no contact detail leaves unrecorded.
+        let caller = Caller::default();
+        write_audits(
+            &self.db,
+            self.clock.as_ref(),
+            caller.actor.as_ref(),
+            &caller.meta,
+            reads,
+        )
+        .await?;
+        Ok(prepared)
+    }
+
+    /// What `job` should send, and whose contact details were read for it (to audit).
+    async fn prepare_unaudited(&self, job: &Job) -> ServiceResult<(Prepared, Option<uuid::Uuid>)> {
         let now = self.clock.now();
         let Some(row) = appointment::Entity::find_by_id(job.payload.appointment_id)
             .one(&self.db)
             .await?
         else {
-            return Ok(Prepared::Skip("the appointment no longer exists".into()));
+            return Ok((Prepared::Skip("the appointment no longer exists".into()), None));
         };
         let status = AppointmentStatus::from_code(&row.status).unwrap_or(AppointmentStatus::EnteredInError);
         let kind = match job.kind {
@@ -68,31 +107,20 @@ impl Services {
             JobKind::Cancelled => NoticeKind::Cancelled,
         };
         if let Some(reason) = moot(job, &row, status, now) {
-            return Ok(Prepared::Skip(reason.into()));
+            return Ok((Prepared::Skip(reason.into()), None));
         }
         let Some(place) = location::Entity::find_by_id(row.location_id).one(&self.db).await? else {
-            return Ok(Prepared::Skip("the location no longer exists".into()));
+            return Ok((Prepared::Skip("the location no longer exists".into()), None));
         };
         let zone = crate::scheduling::location_zone(&place)?;
         let Some(person) = patient::Entity::find_by_id(row.patient_id).one(&self.db).await? else {
-            return Ok(Prepared::Skip("the patient no longer exists".into()));
+            return Ok((Prepared::Skip("the patient no longer exists".into()), None));
         };
         let contact = self
             .patients_by_ids_unchecked(&[row.patient_id.into()])
             .await?
             .into_iter()
             .next();
-        self.audit(
-            &self.db,
-            &Caller::default(),
-            AuditRecord {
-                action: AuditAction::Read,
-                entity_type: "patient",
-                entity_id: Some(row.patient_id),
-                detail: Some(serde_json::json!({ "purpose": "notification", "job": job.id.to_string() })),
-            },
-        )
-        .await?;
         let email = match contact.as_ref().and_then(|c| c.email.clone()) {
             _ if !person.notify_email => Err("the patient opted out of email"),
             Some(address) => Ok(address),
@@ -125,13 +153,14 @@ impl Services {
             end: row.end_at,
             now,
         });
-        Ok(Prepared::Send(Box::new(PreparedNotice {
+        let notice = Prepared::Send(Box::new(PreparedNotice {
             kind,
             rendered,
             email,
             phone,
             sms_wait_until,
-        })))
+        }));
+        Ok((notice, Some(row.patient_id)))
     }
 }
 

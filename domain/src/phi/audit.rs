@@ -79,6 +79,24 @@ pub async fn write_audit<C: ConnectionTrait + TransactionTrait>(
     meta: &RequestMeta,
     record: AuditRecord,
 ) -> ServiceResult<()> {
+    write_audits(conn, clock, actor, meta, vec![record]).await
+}
+
+/// Appends `records` (in order) for `actor` on `conn` under one acquisition of
+/// the chain's lock and one statement. Appends are serialized until the
+/// transaction commits, and a commit waits for its WAL flush: a caller with
+/// many records (the worker, for a claimed batch) pays for that once, not once
+/// per record.
+pub async fn write_audits<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    clock: &dyn Clock,
+    actor: Option<&Actor>,
+    meta: &RequestMeta,
+    records: Vec<AuditRecord>,
+) -> ServiceResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let txn = conn.begin().await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
@@ -89,29 +107,39 @@ pub async fn write_audit<C: ConnectionTrait + TransactionTrait>(
         .order_by_desc(audit_log::Column::Seq)
         .one(&txn)
         .await?;
-    let (seq, prev_hash) = match last {
+    let (mut seq, mut prev_hash) = match last {
         Some(row) => (row.seq.unwrap_or(0) + 1, row.hash.unwrap_or_default()),
         None => (1, GENESIS.to_owned()),
     };
-    let mut row = audit_log::Model {
-        id: Uuid::now_v7(),
-        // Microseconds: what both databases store, so the hash can be recomputed.
-        occurred_at: clock.now().trunc_subsecs(6),
-        actor_user_id: actor.map(|a| a.user_id.0),
-        actor_role: actor.map(|a| a.role.as_str().to_owned()),
-        action: record.action.as_str().to_owned(),
-        entity_type: record.entity_type.to_owned(),
-        entity_id: record.entity_id,
-        client_ip: meta.client_ip.clone(),
-        user_agent: meta.user_agent.clone(),
-        request_id: meta.request_id.clone(),
-        detail: record.detail,
-        seq: Some(seq),
-        prev_hash: Some(prev_hash),
-        hash: None,
-    };
-    row.hash = Some(record_hash(&row));
-    row.into_active_model().reset_all().insert(&txn).await?;
+    // Microseconds: what both databases store, so the hash can be recomputed.
+    let occurred_at = clock.now().trunc_subsecs(6);
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let mut row = audit_log::Model {
+            id: Uuid::now_v7(),
+            occurred_at,
+            actor_user_id: actor.map(|a| a.user_id.0),
+            actor_role: actor.map(|a| a.role.as_str().to_owned()),
+            action: record.action.as_str().to_owned(),
+            entity_type: record.entity_type.to_owned(),
+            entity_id: record.entity_id,
+            client_ip: meta.client_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            request_id: meta.request_id.clone(),
+            detail: record.detail,
+            seq: Some(seq),
+            prev_hash: Some(prev_hash),
+            hash: None,
+        };
+        let hash = record_hash(&row);
+        row.hash = Some(hash.clone());
+        rows.push(row.into_active_model().reset_all());
+        seq += 1;
+        prev_hash = hash;
+    }
+    audit_log::Entity::insert_many(rows)
+        .exec_without_returning(&txn)
+        .await?;
     txn.commit().await?;
     Ok(())
 }

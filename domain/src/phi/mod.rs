@@ -5,7 +5,9 @@ mod events;
 mod keyring;
 mod rotation;
 
-pub use audit::{AuditAction, AuditRecord, ChainCheck, GENESIS, RequestMeta, record_hash, verify_chain, write_audit};
+pub use audit::{
+    AuditAction, AuditRecord, ChainCheck, GENESIS, RequestMeta, record_hash, verify_chain, write_audit, write_audits,
+};
 /// One stored audit record, as `auditEvents` lists it.
 pub use entity::audit_log::Model as AuditEntry;
 pub use events::AuditFilter;
