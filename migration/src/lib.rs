@@ -10,6 +10,7 @@ mod m20261125_000002_reminders;
 mod m20261125_000003_audit_chain;
 mod m20261125_000004_job_trace_context;
 mod m20261125_000005_staff_locations;
+mod m20261125_000006_job_claim_indexes;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_audit_chain::Migration),
             Box::new(m20261125_000004_job_trace_context::Migration),
             Box::new(m20261125_000005_staff_locations::Migration),
+            Box::new(m20261125_000006_job_claim_indexes::Migration),
         ]
     }
 }

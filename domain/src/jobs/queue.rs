@@ -111,8 +111,8 @@ const COLUMNS: &str = "id, kind, payload, status, run_at, attempts, max_attempts
                        last_error, appointment_id, dedupe_key, created_at, updated_at, finished_at, trace_parent";
 
 impl Services {
-    /// Claims up to `options.limit` due jobs (pending with `run_at` passed, or
-    /// running with a lapsed lease), oldest first, for one lease.
+    /// Claims up to `options.limit` due jobs for one lease: running jobs whose
+    /// lease lapsed first, then pending jobs whose `run_at` passed, oldest first.
     #[tracing::instrument(name = "jobs.claim", skip_all)]
     pub async fn claim_jobs(&self, options: &ClaimOptions) -> ServiceResult<Vec<ClaimedJob>> {
         let now = self.clock.now();
@@ -121,22 +121,30 @@ impl Services {
         let backend = self.db.get_database_backend();
         let sql = match backend {
             // SKIP LOCKED: concurrent claimers pass over each other's rows instead of
-            // waiting for them, and never claim the same row twice.
+            // waiting for them, and never claim the same row twice. Lapsed leases
+            // (work a dead worker left) come first; then due pending jobs, oldest
+            // first. Each half reads its own index (migration 000006), so a claim
+            // touches only the rows it takes however long the queue is.
             DbBackend::Postgres => format!(
-                "UPDATE jobs SET status = 'running', lease_owner = $1, lease_until = $2, \
-                 attempts = attempts + 1, updated_at = $3 \
-                 WHERE id IN (SELECT id FROM jobs \
-                   WHERE (status = 'pending' AND run_at <= $3) OR (status = 'running' AND lease_until <= $3) \
+                "WITH lapsed AS (SELECT id FROM jobs WHERE status = 'running' AND lease_until <= $3 \
+                   ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                 due AS (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= $3 \
                    ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE jobs SET status = 'running', lease_owner = $1, lease_until = $2, \
+                 attempts = attempts + 1, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM (SELECT id FROM lapsed UNION ALL SELECT id FROM due) AS claim LIMIT $4) \
                  RETURNING {COLUMNS}"
             ),
             // One connection: this statement runs alone.
             _ => format!(
                 "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, \
                  attempts = attempts + 1, updated_at = ?3 \
-                 WHERE id IN (SELECT id FROM jobs \
-                   WHERE (status = 'pending' AND run_at <= ?3) OR (status = 'running' AND lease_until <= ?3) \
-                   ORDER BY run_at, id LIMIT ?4) \
+                 WHERE id IN (SELECT id FROM ( \
+                   SELECT id FROM (SELECT id FROM jobs WHERE status = 'running' AND lease_until <= ?3 \
+                     ORDER BY lease_until LIMIT ?4) \
+                   UNION ALL \
+                   SELECT id FROM (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= ?3 \
+                     ORDER BY run_at, id LIMIT ?4)) LIMIT ?4) \
                  RETURNING {COLUMNS}"
             ),
         };
