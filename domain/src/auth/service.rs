@@ -192,9 +192,14 @@ impl Services {
                 "input.email",
             )
             .await?;
-        self.write_staff_locations(&txn, id, locations, "input.locationIds")
-            .await?;
-        let location_ids = self.staff_locations_of(&txn, id).await?;
+        // A new ADMIN has no rows to write (locationIds were refused above).
+        let location_ids = match role {
+            Role::Staff => {
+                self.write_staff_locations(&txn, id, locations, "input.locationIds")
+                    .await?
+            }
+            _ => Vec::new(),
+        };
         txn.commit().await?;
         Ok(User {
             id,
@@ -297,7 +302,7 @@ impl Services {
         Ok(user)
     }
 
-    fn user_from_row(&self, row: &user::Model) -> ServiceResult<User> {
+    pub(crate) fn user_from_row(&self, row: &user::Model) -> ServiceResult<User> {
         let role = Role::parse(&row.role)
             .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("unknown role in users row {}", row.id)))?;
         let email = self

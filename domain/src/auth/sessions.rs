@@ -61,23 +61,27 @@ impl Services {
                 "only STAFF users are scoped to locations; ADMIN works at every location",
             ));
         }
-        self.write_staff_locations(&txn, user_id, locations, "locationIds")
+        let location_ids = self
+            .write_staff_locations(&txn, user_id, locations, "locationIds")
             .await?;
         self.end_sessions_of(&txn, user_id).await?;
-        let user = self.load_user(&txn, &row).await?;
+        let user = User {
+            location_ids,
+            ..self.user_from_row(&row)?
+        };
         txn.commit().await?;
         Ok(user)
     }
 
-    /// Replaces the rows of `staff_locations` of `user_id`; unknown locations are
-    /// `BAD_USER_INPUT` on `field`.
+    /// Replaces the rows of `staff_locations` of `user_id` and answers what is
+    /// stored now, in id order; unknown locations are `BAD_USER_INPUT` on `field`.
     pub(crate) async fn write_staff_locations(
         &self,
         conn: &impl ConnectionTrait,
         user_id: UserId,
         locations: &[LocationId],
         field: &str,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<Vec<LocationId>> {
         let mut wanted: Vec<Uuid> = locations.iter().map(|l| l.0).collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -98,14 +102,14 @@ impl Services {
             .exec(conn)
             .await?;
         if !wanted.is_empty() {
-            staff_location::Entity::insert_many(wanted.into_iter().map(|location_id| staff_location::ActiveModel {
+            staff_location::Entity::insert_many(wanted.iter().map(|location_id| staff_location::ActiveModel {
                 user_id: Set(user_id.0),
-                location_id: Set(location_id),
+                location_id: Set(*location_id),
             }))
             .exec_without_returning(conn)
             .await?;
         }
-        Ok(())
+        Ok(wanted.into_iter().map(Into::into).collect())
     }
 
     /// The locations `user_id` works at as STAFF, in id order.
