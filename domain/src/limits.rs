@@ -13,6 +13,10 @@ pub trait CounterStore: Send + Sync + std::fmt::Debug {
     async fn hit(&self, key: &str, window: Duration) -> (u64, Duration);
     /// The count and remaining window of `key`, if a window runs.
     async fn get(&self, key: &str) -> Option<(u64, Duration)>;
+    /// True while a window of `key` runs (one round trip where `get` needs two).
+    async fn exists(&self, key: &str) -> bool {
+        self.get(key).await.is_some()
+    }
     /// Forgets `key`.
     async fn reset(&self, key: &str);
 }
@@ -129,6 +133,13 @@ impl CounterStore for RedisCounters {
         count
             .filter(|_| ttl > 0)
             .map(|c| (c, Duration::from_millis(ttl as u64)))
+    }
+
+    async fn exists(&self, key: &str) -> bool {
+        use fred::prelude::*;
+        // Expired keys are gone in Redis, so existence is a running window.
+        let found: Result<u64, _> = self.client.exists(self.key(key)).await;
+        found.is_ok_and(|n| n > 0)
     }
 
     async fn reset(&self, key: &str) {

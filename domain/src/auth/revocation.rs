@@ -19,7 +19,7 @@ pub(crate) async fn revoke(store: &dyn CounterStore, session: uuid::Uuid, lifeti
 
 /// True when `session` was revoked within the last access-token lifetime.
 pub(crate) async fn is_revoked(store: &dyn CounterStore, session: uuid::Uuid) -> bool {
-    store.get(&key(session)).await.is_some()
+    store.exists(&key(session)).await
 }
 
 #[cfg(test)]
