@@ -11,6 +11,7 @@ mod m20261125_000003_audit_chain;
 mod m20261125_000004_job_trace_context;
 mod m20261125_000005_staff_locations;
 mod m20261125_000006_job_claim_indexes;
+mod m20261125_000007_audit_chainer;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_job_trace_context::Migration),
             Box::new(m20261125_000005_staff_locations::Migration),
             Box::new(m20261125_000006_job_claim_indexes::Migration),
+            Box::new(m20261125_000007_audit_chainer::Migration),
         ]
     }
 }

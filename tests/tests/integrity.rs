@@ -3,7 +3,7 @@
 
 use careslot_tests::{Backend, TestApp, on_both_databases};
 use domain::phi::{ChainCheck, verify_chain};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement};
 use serde_json::json;
 
 async fn the_audit_chain_reveals_edits_and_deletions(app: &TestApp) {
@@ -102,10 +102,159 @@ async fn admins_read_the_trail_and_that_reading_is_recorded(app: &TestApp) {
     );
 }
 
+/// The database lets the chainer fill the chain columns of an unchained
+/// record once, and refuses every other change.
+async fn the_database_allows_linking_a_record_once_and_nothing_else(app: &TestApp) {
+    let admin = app.admin().await;
+    app.create_patient(&admin, json!({ "name": "Link Once", "birthDate": "1980-01-01" }))
+        .await;
+    let db = &app.app.services.db;
+    let backend = db.get_database_backend();
+    let run = |sql: String| db.execute_raw(Statement::from_string(backend, sql));
+    let unchained = || async {
+        entity::audit_log::Entity::find()
+            .filter(entity::audit_log::Column::Seq.is_null())
+            .all(db)
+            .await
+            .expect("rows")
+    };
+    let pending = unchained().await;
+    assert!(!pending.is_empty(), "a write's record starts unchained");
+    let id = match backend {
+        DbBackend::Postgres => format!("'{}'", pending[0].id),
+        // SeaORM stores a UUID as a 16-byte blob on SQLite.
+        _ => format!("X'{}'", pending[0].id.simple()),
+    };
+
+    // An unchained record can be neither rewritten, nor deleted, nor linked while rewritten.
+    for tamper in [
+        format!("UPDATE audit_log SET actor_role = 'PATIENT' WHERE id = {id}"),
+        format!("UPDATE audit_log SET seq = 999, prev_hash = 'x', hash = 'y', action = 'read' WHERE id = {id}"),
+        format!("UPDATE audit_log SET seq = 999 WHERE id = {id}"),
+        format!("DELETE FROM audit_log WHERE id = {id}"),
+    ] {
+        let refused = run(tamper.clone()).await.expect_err(&tamper);
+        assert!(refused.to_string().contains("append-only"), "{tamper}: {refused}");
+    }
+
+    assert_eq!(
+        domain::phi::chain_pending(db).await.expect("chain") as usize,
+        pending.len()
+    );
+    assert!(unchained().await.is_empty(), "every committed record is linked");
+    // A linked record cannot be linked again.
+    let relink = format!("UPDATE audit_log SET seq = 999, prev_hash = 'x', hash = 'y' WHERE id = {id}");
+    let refused = run(relink).await.expect_err("relink");
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    assert!(matches!(
+        verify_chain(db).await.expect("verify"),
+        ChainCheck::Intact { .. }
+    ));
+}
+
 on_both_databases!(
     the_audit_chain_reveals_edits_and_deletions,
-    admins_read_the_trail_and_that_reading_is_recorded
+    admins_read_the_trail_and_that_reading_is_recorded,
+    the_database_allows_linking_a_record_once_and_nothing_else
 );
+
+/// Audited writes no longer wait for one another; chainers running at the same
+/// time as writers still build one chain with no gap, fork or record left out.
+#[tokio::test]
+async fn concurrent_writers_and_chainers_build_one_intact_chain() {
+    use domain::phi::{AuditAction, AuditRecord, RequestMeta, chain_pending, write_audits};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let services = app.app.services.clone();
+    const WRITERS: usize = 16;
+    const WRITES: usize = 25;
+    let writers = (0..WRITERS).map(|_| {
+        let services = services.clone();
+        tokio::spawn(async move {
+            for n in 0..WRITES {
+                let txn = sea_orm::TransactionTrait::begin(&services.db).await.expect("begin");
+                let records = (0..=n % 3)
+                    .map(|_| AuditRecord {
+                        action: AuditAction::Read,
+                        entity_type: "patient",
+                        entity_id: Some(uuid::Uuid::now_v7()),
+                        detail: None,
+                    })
+                    .collect();
+                write_audits(&txn, services.clock.as_ref(), None, &RequestMeta::default(), records)
+                    .await
+                    .expect("write");
+                txn.commit().await.expect("commit");
+            }
+        })
+    });
+    let writers: Vec<_> = writers.collect();
+    let chainers: Vec<_> = (0..3)
+        .map(|_| {
+            let services = services.clone();
+            tokio::spawn(async move {
+                let mut linked = 0;
+                for _ in 0..20 {
+                    linked += chain_pending(&services.db).await.expect("chain");
+                    tokio::task::yield_now().await;
+                }
+                linked
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let mut linked = 0;
+    for chainer in chainers {
+        linked += chainer.await.expect("chainer");
+    }
+    linked += chain_pending(&services.db).await.expect("final chain");
+    let total = entity::audit_log::Entity::find()
+        .all(&services.db)
+        .await
+        .expect("rows")
+        .len() as u64;
+    // Each write n adds n % 3 + 1 records.
+    let written = (WRITERS * (0..WRITES).map(|n| n % 3 + 1).sum::<usize>()) as u64;
+    assert!(total >= written, "{total} rows, {written} written");
+    assert_eq!(linked, total, "every record linked exactly once");
+    assert_eq!(
+        verify_chain(&services.db).await.expect("verify"),
+        ChainCheck::Intact { records: total }
+    );
+}
+
+/// The worker's chainer links records without anyone asking.
+#[tokio::test]
+async fn the_worker_links_new_records_in_the_background() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.admin().await;
+    app.create_patient(&admin, json!({ "name": "Background Link", "birthDate": "1980-01-01" }))
+        .await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(workers::run_audit_chainer(
+        app.app.services.clone(),
+        std::time::Duration::from_millis(20),
+        shutdown,
+    ));
+    let unchained = || async {
+        entity::audit_log::Entity::find()
+            .filter(entity::audit_log::Column::Seq.is_null())
+            .count(&app.app.services.db)
+            .await
+            .expect("count")
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while unchained().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "records still unchained after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).expect("stop");
+    task.await.expect("chainer stops on shutdown");
+}
 
 const K1: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const K2: &str = "k2:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";

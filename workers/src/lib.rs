@@ -3,6 +3,7 @@
 //! process in production (any number of them) and inside `careslot-api` in the
 //! embedded default ([`spawn`]).
 
+mod chainer;
 mod email;
 pub mod metrics;
 mod process;
@@ -12,6 +13,7 @@ mod sms;
 mod sweeper;
 mod worker;
 
+pub use chainer::{CHAIN_INTERVAL, run_audit_chainer};
 pub use email::{EmailSender, EmailSetupError, OutboxSender, OutgoingEmail, SmtpSender};
 pub use send::SendError;
 pub use signal::shutdown_signal;
@@ -49,7 +51,7 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Starts a worker and the sweeps over `services` as tasks; both stop when
+/// Starts a worker, the sweeps and the audit chainer over `services` as tasks; all stop when
 /// `shutdown` turns true. Answers their handles, to await after the signal.
 pub fn spawn(
     services: Services,
@@ -64,6 +66,7 @@ pub fn spawn(
     let worker = Worker::new(services.clone(), senders, config);
     Ok(vec![
         tokio::spawn(worker.run(shutdown.clone(), grace)),
-        tokio::spawn(run_sweeps(services, interval, shutdown)),
+        tokio::spawn(run_sweeps(services.clone(), interval, shutdown.clone())),
+        tokio::spawn(run_audit_chainer(services, CHAIN_INTERVAL, shutdown)),
     ])
 }

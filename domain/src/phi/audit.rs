@@ -1,18 +1,15 @@
 //! Append-only audit records of PHI reads and writes.
 //!
 //! A write's record goes into the write's own transaction, so there is no change
-//! without its record; a read's record is written right after the read.
+//! without its record; a read's record is written right after the read. Records
+//! are linked into the tamper-evident hash chain afterwards (see `chain`).
 
 use crate::auth::Actor;
 use crate::clock::Clock;
 use crate::error::ServiceResult;
-use chrono::{SecondsFormat, SubsecRound};
+use chrono::SubsecRound;
 use entity::audit_log;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
-};
-use sha2::{Digest, Sha256};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel};
 use uuid::Uuid;
 
 /// Where a request came from, for the audit trail.
@@ -64,15 +61,9 @@ pub struct AuditRecord {
     pub detail: Option<serde_json::Value>,
 }
 
-/// Advisory lock key that serializes appends to the chain ("audit" in ASCII).
-const AUDIT_LOCK_KEY: i64 = 0x0061_7564_6974;
-
 /// Appends `record` for `actor` on `conn` (a transaction for writes, so the
-/// record commits or rolls back with the change). The append links the record
-/// to the previous one: appends are serialized (an advisory lock on
-/// PostgreSQL, held to the end of the caller's transaction; SQLite has one
-/// writer) so the chain has no forks.
-pub async fn write_audit<C: ConnectionTrait + TransactionTrait>(
+/// record commits or rolls back with the change).
+pub async fn write_audit<C: ConnectionTrait>(
     conn: &C,
     clock: &dyn Clock,
     actor: Option<&Actor>,
@@ -82,12 +73,12 @@ pub async fn write_audit<C: ConnectionTrait + TransactionTrait>(
     write_audits(conn, clock, actor, meta, vec![record]).await
 }
 
-/// Appends `records` (in order) for `actor` on `conn` under one acquisition of
-/// the chain's lock and one statement. Appends are serialized until the
-/// transaction commits, and a commit waits for its WAL flush: a caller with
-/// many records (the worker, for a claimed batch) pays for that once, not once
-/// per record.
-pub async fn write_audits<C: ConnectionTrait + TransactionTrait>(
+/// Appends `records` (in order) for `actor` on `conn` in one statement.
+///
+/// The records are written unchained: no lock is taken and nothing is read,
+/// so audited writes commit in parallel. [`chain_pending`](super::chain_pending)
+/// links them into the hash chain after they commit.
+pub async fn write_audits<C: ConnectionTrait>(
     conn: &C,
     clock: &dyn Clock,
     actor: Option<&Actor>,
@@ -97,25 +88,10 @@ pub async fn write_audits<C: ConnectionTrait + TransactionTrait>(
     if records.is_empty() {
         return Ok(());
     }
-    let txn = conn.begin().await?;
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
-            .await?;
-    }
-    let last = audit_log::Entity::find()
-        .filter(audit_log::Column::Seq.is_not_null())
-        .order_by_desc(audit_log::Column::Seq)
-        .one(&txn)
-        .await?;
-    let (mut seq, mut prev_hash) = match last {
-        Some(row) => (row.seq.unwrap_or(0) + 1, row.hash.unwrap_or_default()),
-        None => (1, GENESIS.to_owned()),
-    };
     // Microseconds: what both databases store, so the hash can be recomputed.
     let occurred_at = clock.now().trunc_subsecs(6);
-    let mut rows = Vec::with_capacity(records.len());
-    for record in records {
-        let mut row = audit_log::Model {
+    let rows = records.into_iter().map(|record| {
+        audit_log::Model {
             id: Uuid::now_v7(),
             occurred_at,
             actor_user_id: actor.map(|a| a.user_id.0),
@@ -127,103 +103,15 @@ pub async fn write_audits<C: ConnectionTrait + TransactionTrait>(
             user_agent: meta.user_agent.clone(),
             request_id: meta.request_id.clone(),
             detail: record.detail,
-            seq: Some(seq),
-            prev_hash: Some(prev_hash),
+            seq: None,
+            prev_hash: None,
             hash: None,
-        };
-        let hash = record_hash(&row);
-        row.hash = Some(hash.clone());
-        rows.push(row.into_active_model().reset_all());
-        seq += 1;
-        prev_hash = hash;
-    }
+        }
+        .into_active_model()
+        .reset_all()
+    });
     audit_log::Entity::insert_many(rows)
-        .exec_without_returning(&txn)
+        .exec_without_returning(conn)
         .await?;
-    txn.commit().await?;
     Ok(())
-}
-
-/// The `prev_hash` of the first record.
-pub const GENESIS: &str = "careslot-audit-genesis";
-
-/// SHA-256 (hex) over every field of a record and the previous record's hash.
-pub fn record_hash(row: &audit_log::Model) -> String {
-    let fields = serde_json::json!([
-        row.seq,
-        row.prev_hash,
-        row.id,
-        row.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        row.actor_user_id,
-        row.actor_role,
-        row.action,
-        row.entity_type,
-        row.entity_id,
-        row.client_ip,
-        row.user_agent,
-        row.request_id,
-        row.detail,
-    ]);
-    super::hex_digest(&Sha256::digest(fields.to_string().as_bytes()))
-}
-
-/// Where the chain is broken, if it is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ChainCheck {
-    /// Every record links to the one before and matches its hash.
-    Intact {
-        /// How many records were checked.
-        records: u64,
-    },
-    /// The first record that does not fit.
-    Broken {
-        /// Its sequence number (or the one missing).
-        seq: i64,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-/// Walks the chain from the first record, in batches.
-pub async fn verify_chain(conn: &impl ConnectionTrait) -> ServiceResult<ChainCheck> {
-    const BATCH: u64 = 1000;
-    let mut expected_seq = 1;
-    let mut prev_hash = GENESIS.to_owned();
-    loop {
-        let rows = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.gte(expected_seq))
-            .order_by_asc(audit_log::Column::Seq)
-            .limit(BATCH)
-            .all(conn)
-            .await?;
-        if rows.is_empty() {
-            return Ok(ChainCheck::Intact {
-                records: (expected_seq - 1) as u64,
-            });
-        }
-        for row in &rows {
-            let seq = row.seq.unwrap_or_default();
-            let broken = |reason: &str| {
-                Ok(ChainCheck::Broken {
-                    seq,
-                    reason: reason.to_owned(),
-                })
-            };
-            if seq != expected_seq {
-                return Ok(ChainCheck::Broken {
-                    seq: expected_seq,
-                    reason: "record missing (deleted?)".into(),
-                });
-            }
-            if row.prev_hash.as_deref() != Some(prev_hash.as_str()) {
-                return broken("does not link to the record before it");
-            }
-            let hash = record_hash(row);
-            if row.hash.as_deref() != Some(hash.as_str()) {
-                return broken("its content does not match its hash (edited?)");
-            }
-            prev_hash = hash;
-            expected_seq += 1;
-        }
-    }
 }

@@ -37,6 +37,8 @@ impl Services {
         caller.actor()?.require(&[Role::Admin])?;
         let first = page_size(first)?;
         let after: Option<i64> = decode_cursor(after)?;
+        // Records are listed by chain position: link what has committed so far.
+        super::chain_pending(&self.db).await?;
         let mut query = audit_log::Entity::find()
             .filter(audit_log::Column::Seq.is_not_null())
             .order_by_desc(audit_log::Column::Seq)

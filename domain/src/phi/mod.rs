@@ -1,13 +1,13 @@
 //! Protected health information: field encryption, blind indexes, audit records.
 
 mod audit;
+mod chain;
 mod events;
 mod keyring;
 mod rotation;
 
-pub use audit::{
-    AuditAction, AuditRecord, ChainCheck, GENESIS, RequestMeta, record_hash, verify_chain, write_audit, write_audits,
-};
+pub use audit::{AuditAction, AuditRecord, RequestMeta, write_audit, write_audits};
+pub use chain::{ChainCheck, GENESIS, chain_pending, record_hash, verify_chain};
 /// One stored audit record, as `auditEvents` lists it.
 pub use entity::audit_log::Model as AuditEntry;
 pub use events::AuditFilter;
