@@ -2,9 +2,9 @@
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{HeaderMap, request::Parts};
+use domain::Services;
 use domain::auth::AccessClaims;
 use domain::phi::RequestMeta;
-use domain::{Caller, Services};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -37,6 +37,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     }
 }
 
+/// The token of a bearer authorization value: `Ok(None)` when there is none.
+pub fn bearer_token(authorization: Option<&str>) -> Result<Option<&str>, &'static str> {
+    let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(|token| Some(token.trim()))
+        .ok_or("invalid authorization header")
+}
+
+/// Why a token was refused, as the caller is told.
+pub fn refusal(error: domain::ServiceError) -> &'static str {
+    match error {
+        domain::ServiceError::Unauthenticated(reason) => reason,
+        _ => "invalid access token",
+    }
+}
+
 /// Verifies a bearer authorization value: `Ok(None)` when there is none,
 /// the token's claims when it is valid and its session was not ended, the
 /// reason when it is not.
@@ -44,34 +64,10 @@ pub async fn authenticate(
     services: &Services,
     authorization: Option<&str>,
 ) -> Result<Option<AccessClaims>, &'static str> {
-    let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
+    let Some(token) = bearer_token(authorization)? else {
         return Ok(None);
     };
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .ok_or("invalid authorization header")?;
-    match services.verify_access_token(token).await {
-        Ok(claims) => Ok(Some(claims)),
-        Err(domain::ServiceError::Unauthenticated(reason)) => Err(reason),
-        Err(_) => Err("invalid access token"),
-    }
-}
-
-/// The caller a bearer authorization value speaks for. A missing token gives an
-/// anonymous caller; a bad one gives an anonymous caller that remembers why, so
-/// operations needing a user answer `UNAUTHENTICATED` with the reason.
-pub async fn caller_from_authorization(services: &Services, authorization: Option<&str>, meta: RequestMeta) -> Caller {
-    let mut caller = Caller {
-        meta,
-        ..Caller::default()
-    };
-    match authenticate(services, authorization).await {
-        Ok(claims) => caller.actor = claims.map(|c| c.actor()),
-        Err(reason) => caller.credential_error = Some(reason),
-    }
-    caller
+    services.verify_access_token(token).await.map(Some).map_err(refusal)
 }
 
 /// The authorization header of a request.

@@ -11,6 +11,21 @@ pub trait CounterStore: Send + Sync + std::fmt::Debug {
     /// Counts a hit on `key`; a new window of `window` starts with the first
     /// hit. Answers the count so far and how long the window still runs.
     async fn hit(&self, key: &str, window: Duration) -> (u64, Duration);
+    /// Runs `ops` in order and answers each, in order. Stores that talk to a
+    /// server do the whole batch in one round trip.
+    async fn batch(&self, ops: &[CounterOp<'_>]) -> Vec<CounterAnswer> {
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            answers.push(match *op {
+                CounterOp::Hit { key, window } => {
+                    let (count, left) = self.hit(key, window).await;
+                    CounterAnswer::Hit { count, left }
+                }
+                CounterOp::Exists { key } => CounterAnswer::Exists(self.exists(key).await),
+            });
+        }
+        answers
+    }
     /// The count and remaining window of `key`, if a window runs.
     async fn get(&self, key: &str) -> Option<(u64, Duration)>;
     /// True while a window of `key` runs (one round trip where `get` needs two).
@@ -19,6 +34,37 @@ pub trait CounterStore: Send + Sync + std::fmt::Debug {
     }
     /// Forgets `key`.
     async fn reset(&self, key: &str);
+}
+
+/// One operation of a [`CounterStore::batch`].
+#[derive(Clone, Copy, Debug)]
+pub enum CounterOp<'a> {
+    /// [`CounterStore::hit`].
+    Hit {
+        /// The counter.
+        key: &'a str,
+        /// Its window, when this hit starts one.
+        window: Duration,
+    },
+    /// [`CounterStore::exists`].
+    Exists {
+        /// The counter.
+        key: &'a str,
+    },
+}
+
+/// What one [`CounterOp`] answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterAnswer {
+    /// The count so far and how long the window still runs.
+    Hit {
+        /// Hits in this window, this one included.
+        count: u64,
+        /// What is left of the window.
+        left: Duration,
+    },
+    /// Whether a window runs.
+    Exists(bool),
 }
 
 /// Counters in this process.
@@ -105,24 +151,73 @@ impl RedisCounters {
 #[async_trait::async_trait]
 impl CounterStore for RedisCounters {
     async fn hit(&self, key: &str, window: Duration) -> (u64, Duration) {
+        match self.batch(&[CounterOp::Hit { key, window }]).await[..] {
+            [CounterAnswer::Hit { count, left }] => (count, left),
+            _ => (0, window),
+        }
+    }
+
+    async fn batch(&self, ops: &[CounterOp<'_>]) -> Vec<CounterAnswer> {
         use fred::prelude::*;
-        let key = self.key(key);
-        let count: Result<u64, _> = self.client.incr(&key).await;
-        let Ok(count) = count else {
-            // Redis is down: fail open rather than lock every user out; counted in the log.
-            tracing::warn!("rate-limit counter unavailable (Redis)");
-            return (0, window);
+        use fred::types::ExpireOptions;
+        // One pipeline, one round trip. A hit is INCR, then PEXPIRE NX (a window
+        // starts with its first hit, and a key never lives without an expiry),
+        // then PTTL for what is left of the window; a check is EXISTS.
+        let pipeline = self.client.pipeline();
+        let queued: Result<(), Error> = async {
+            for op in ops {
+                match *op {
+                    CounterOp::Hit { key, window } => {
+                        let key = self.key(key);
+                        pipeline.incr::<(), _>(&key).await?;
+                        pipeline
+                            .pexpire::<(), _>(&key, window.as_millis() as i64, Some(ExpireOptions::NX))
+                            .await?;
+                        pipeline.pttl::<(), _>(&key).await?;
+                    }
+                    CounterOp::Exists { key } => pipeline.exists::<(), _>(self.key(key)).await?,
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let replies = match queued {
+            Ok(()) => pipeline.try_all::<i64>().await,
+            Err(e) => vec![Err(e)],
         };
-        if count == 1 {
-            let _: Result<(), _> = self.client.pexpire(&key, window.as_millis() as i64, None).await;
-            return (1, window);
+        let reply = |i: usize| replies.get(i).and_then(|r| r.as_ref().ok().copied());
+        let mut next = 0;
+        let mut unavailable = false;
+        let answers = ops
+            .iter()
+            .map(|op| match *op {
+                CounterOp::Hit { window, .. } => {
+                    let (count, ttl) = (reply(next), reply(next + 2));
+                    next += 3;
+                    match (count, ttl) {
+                        (Some(count), Some(ttl)) => CounterAnswer::Hit {
+                            count: u64::try_from(count).unwrap_or(0),
+                            left: Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
+                        },
+                        // Redis is down: fail open rather than lock every user out.
+                        _ => {
+                            unavailable = true;
+                            CounterAnswer::Hit { count: 0, left: window }
+                        }
+                    }
+                }
+                CounterOp::Exists { .. } => {
+                    let found = reply(next);
+                    next += 1;
+                    unavailable |= found.is_none();
+                    CounterAnswer::Exists(found.is_some_and(|n| n > 0))
+                }
+            })
+            .collect();
+        if unavailable {
+            tracing::warn!("rate-limit and session counters unavailable (Redis)");
         }
-        let ttl: i64 = self.client.pttl(&key).await.unwrap_or(window.as_millis() as i64);
-        if ttl < 0 {
-            // A key without expiry (a crash between INCR and PEXPIRE) must not live forever.
-            let _: Result<(), _> = self.client.pexpire(&key, window.as_millis() as i64, None).await;
-        }
-        (count, Duration::from_millis(ttl.max(0) as u64))
+        answers
     }
 
     async fn get(&self, key: &str) -> Option<(u64, Duration)> {
@@ -136,10 +231,11 @@ impl CounterStore for RedisCounters {
     }
 
     async fn exists(&self, key: &str) -> bool {
-        use fred::prelude::*;
         // Expired keys are gone in Redis, so existence is a running window.
-        let found: Result<u64, _> = self.client.exists(self.key(key)).await;
-        found.is_ok_and(|n| n > 0)
+        matches!(
+            self.batch(&[CounterOp::Exists { key }]).await[..],
+            [CounterAnswer::Exists(true)]
+        )
     }
 
     async fn reset(&self, key: &str) {
@@ -175,5 +271,59 @@ mod tests {
         assert_eq!(counters.hit("b", Duration::from_millis(20)).await.0, 1, "a new window");
         assert_eq!(retry_seconds(Duration::from_millis(1500)), 2);
         assert_eq!(retry_seconds(Duration::ZERO), 1);
+    }
+
+    /// The same batch answers the same on both stores: hits count within a
+    /// window that starts with the first hit, checks see running windows only.
+    async fn batches_count_hits_and_check_marks(store: &dyn CounterStore, prefix: &str) {
+        let (a, b, mark) = (format!("{prefix}a"), format!("{prefix}b"), format!("{prefix}mark"));
+        let minute = Duration::from_secs(60);
+        let ops = [
+            CounterOp::Hit {
+                key: &a,
+                window: minute,
+            },
+            CounterOp::Exists { key: &mark },
+            CounterOp::Hit {
+                key: &b,
+                window: Duration::from_millis(300),
+            },
+        ];
+        let first = store.batch(&ops).await;
+        assert!(matches!(first[0], CounterAnswer::Hit { count: 1, left } if left <= minute && left > minute / 2));
+        assert_eq!(first[1], CounterAnswer::Exists(false));
+        assert!(matches!(first[2], CounterAnswer::Hit { count: 1, .. }));
+        store.hit(&mark, minute).await;
+        let second = store.batch(&ops).await;
+        assert!(matches!(second[0], CounterAnswer::Hit { count: 2, .. }), "{second:?}");
+        assert_eq!(second[1], CounterAnswer::Exists(true));
+        assert!(matches!(second[2], CounterAnswer::Hit { count: 2, .. }));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let third = store.batch(&ops).await;
+        assert!(matches!(third[0], CounterAnswer::Hit { count: 3, .. }));
+        assert!(
+            matches!(third[2], CounterAnswer::Hit { count: 1, .. }),
+            "b's window ended: {third:?}"
+        );
+        assert!(store.exists(&mark).await);
+        store.reset(&mark).await;
+        assert!(!store.exists(&mark).await);
+    }
+
+    #[tokio::test]
+    async fn memory_batches() {
+        batches_count_hits_and_check_marks(&MemoryCounters::default(), "").await;
+    }
+
+    #[tokio::test]
+    async fn redis_batches_in_one_pipeline() {
+        let url = std::env::var("CARESLOT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let namespace = format!("careslot-test-{}", uuid::Uuid::new_v4().simple());
+        let store = RedisCounters::connect(&url, &namespace)
+            .await
+            .expect("Redis must be running for the tests (see README)");
+        batches_count_hits_and_check_marks(&store, "").await;
+        // Keys live under the namespace only.
+        assert_eq!(store.key("x"), format!("{namespace}:limit:x"));
     }
 }

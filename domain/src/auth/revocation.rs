@@ -7,19 +7,20 @@
 
 use crate::limits::CounterStore;
 
-fn key(session: uuid::Uuid) -> String {
+/// The counter that marks `session` ended; it exists while the mark holds.
+pub fn revoked_session_key(session: uuid::Uuid) -> String {
     format!("revoked-session:{session}")
 }
 
 /// Marks `session` revoked for `lifetime` (the access-token lifetime).
 pub(crate) async fn revoke(store: &dyn CounterStore, session: uuid::Uuid, lifetime: chrono::Duration) {
     let window = lifetime.to_std().unwrap_or(std::time::Duration::from_secs(900));
-    store.hit(&key(session), window).await;
+    store.hit(&revoked_session_key(session), window).await;
 }
 
 /// True when `session` was revoked within the last access-token lifetime.
 pub(crate) async fn is_revoked(store: &dyn CounterStore, session: uuid::Uuid) -> bool {
-    store.exists(&key(session)).await
+    store.exists(&revoked_session_key(session)).await
 }
 
 #[cfg(test)]
