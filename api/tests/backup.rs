@@ -162,7 +162,9 @@ async fn a_backup_restores_into_an_identical_database_with_an_intact_audit_chain
         "{said}"
     );
 
-    // A second restore into the now non-empty database is refused.
+    // A second restore into the now non-empty database is refused. (verify-audit
+    // linked the records the backup caught unchained: compare with what is there now.)
+    let after = snapshot(&target.url);
     let again = restore(&target.url);
     assert!(
         !again.status.success(),
