@@ -95,7 +95,13 @@ pub async fn graphql_ws(
                 .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
         })
         .is_some_and(|p| matches!(p, WebSocketProtocols::SubscriptionsTransportWS));
-    let session = tracing::info_span!("graphql.ws.session", otel.kind = "server");
+    // The upgrade request's span is current here and continues the client's
+    // traceparent. The session outlives it; it keeps only that traceparent (a
+    // short string), and its own spans are short ones that continue it. A span
+    // held for the whole session cost ~3.6 KB per idle connection (its data, and
+    // the request span's, which a live child keeps alive) and an enter and exit
+    // on every poll of the connection.
+    let trace = telemetry::context::current_traceparent();
     let Some(slot) = ConnectionSlot::acquire(&app.ws) else {
         metrics::counter!(CLOSED_BY_SERVER, "reason" => "instance_full").increment(1);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many websocket connections").into_response();
@@ -106,9 +112,27 @@ pub async fn graphql_ws(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE_BYTES)
-        // The session outlives the upgrade request (whose span is current here and
-        // continues the client's traceparent): its own span, a child of that one.
-        .on_upgrade(move |socket| serve(app, socket, protocol, legacy, meta, slot).instrument(session))
+        .on_upgrade(move |socket| serve(app, socket, protocol, legacy, meta, slot, trace))
+}
+
+/// The span of a session's start (`connection_init` and its token check),
+/// in the trace of the upgrade request.
+fn init_span(trace: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(parent: None, "graphql.ws.session", otel.kind = "server");
+    if let Some(trace) = trace {
+        telemetry::context::continue_from_traceparent(&span, trace);
+    }
+    span
+}
+
+/// The span of a session the server ends (too slow, token expired), in the
+/// trace of the upgrade request.
+fn close_span(trace: Option<&str>, reason: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(parent: None, "graphql.ws.close", otel.kind = "server", reason);
+    if let Some(trace) = trace {
+        telemetry::context::continue_from_traceparent(&span, trace);
+    }
+    span
 }
 
 /// Why the server ends a connection.
@@ -128,29 +152,37 @@ async fn serve(
     legacy: bool,
     meta: RequestMeta,
     _slot: ConnectionSlot,
+    trace: Option<String>,
 ) {
     let (mut sink, mut incoming) = socket.split();
 
     // connection_init comes first and carries the token.
-    let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(&mut incoming)).await {
-        Ok(Some(text)) => text,
-        Ok(None) => return,
-        Err(_) => {
-            let _ = sink.send(close(4408, "Connection initialisation timeout")).await;
-            return;
-        }
-    };
-    let (caller, expires_at) = match authorize(&app.services, &init, meta).await {
-        Ok(authorized) => authorized,
-        Err(reason) => {
-            metrics::counter!(CLOSED_BY_SERVER, "reason" => "unauthorized").increment(1);
-            if legacy {
-                let error = serde_json::json!({ "type": "connection_error", "payload": { "message": reason } });
-                let _ = sink.send(Message::Text(error.to_string().into())).await;
+    let started = async {
+        let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(&mut incoming)).await {
+            Ok(Some(text)) => text,
+            Ok(None) => return None,
+            Err(_) => {
+                let _ = sink.send(close(4408, "Connection initialisation timeout")).await;
+                return None;
             }
-            let _ = sink.send(close(4403, &format!("Forbidden: {reason}"))).await;
-            return;
+        };
+        match authorize(&app.services, &init, meta).await {
+            Ok((caller, expires_at)) => Some((init, caller, expires_at)),
+            Err(reason) => {
+                metrics::counter!(CLOSED_BY_SERVER, "reason" => "unauthorized").increment(1);
+                if legacy {
+                    let error = serde_json::json!({ "type": "connection_error", "payload": { "message": reason } });
+                    let _ = sink.send(Message::Text(error.to_string().into())).await;
+                }
+                let _ = sink.send(close(4403, &format!("Forbidden: {reason}"))).await;
+                None
+            }
         }
+    }
+    .instrument(init_span(trace.as_deref()))
+    .await;
+    let Some((init, caller, expires_at)) = started else {
+        return;
     };
 
     // async-graphql speaks the protocol; it sees the init message again and
@@ -190,6 +222,9 @@ async fn serve(
     let mut protocol_done = false;
     let ending = loop {
         tokio::select! {
+            // The protocol first, then its queue: a message it queues in this poll
+            // goes out in the same poll instead of waiting for the task's next turn.
+            biased;
             () = &mut protocol_task, if !protocol_done => {
                 protocol_done = true;
                 if overflowed.load(Ordering::SeqCst) {
@@ -220,18 +255,26 @@ async fn serve(
     match ending {
         Ending::Done => {}
         Ending::TooSlow => {
-            metrics::counter!(CLOSED_BY_SERVER, "reason" => "too_slow").increment(1);
-            tracing::warn!("closing a websocket whose client does not keep up");
-            // Its buffers may be full: try to say why, but do not wait for it.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                sink.send(close(1013, "slow consumer: send queue full")),
-            )
+            async {
+                metrics::counter!(CLOSED_BY_SERVER, "reason" => "too_slow").increment(1);
+                tracing::warn!("closing a websocket whose client does not keep up");
+                // Its buffers may be full: try to say why, but do not wait for it.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.send(close(1013, "slow consumer: send queue full")),
+                )
+                .await;
+            }
+            .instrument(close_span(trace.as_deref(), "too_slow"))
             .await;
         }
         Ending::Expired => {
-            metrics::counter!(CLOSED_BY_SERVER, "reason" => "token_expired").increment(1);
-            let _ = sink.send(close(4403, "Forbidden: token expired")).await;
+            async {
+                metrics::counter!(CLOSED_BY_SERVER, "reason" => "token_expired").increment(1);
+                let _ = sink.send(close(4403, "Forbidden: token expired")).await;
+            }
+            .instrument(close_span(trace.as_deref(), "token_expired"))
+            .await;
         }
     }
 }

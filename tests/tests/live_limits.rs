@@ -76,8 +76,8 @@ async fn a_client_that_stops_reading_is_closed_and_others_go_on() {
         }
         received
     });
-    // Publish, paced so the bus does not outrun the subscriptions (they would
-    // skip, not queue), until the server lets the stalled client go.
+    // Publish, paced so the bus does not outrun the reader (a subscription that
+    // falls 4,096 events behind is ended), until the server lets the stalled client go.
     let started = std::time::Instant::now();
     let mut i = 0;
     while app.app.ws.open.load(std::sync::atomic::Ordering::SeqCst) > 1 {
@@ -87,7 +87,7 @@ async fn a_client_that_stops_reading_is_closed_and_others_go_on() {
         );
         app.app.services.bus.publish(event(provider, i)).await;
         i += 1;
-        if i % 200 == 0 {
+        if i % 20 == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
@@ -139,4 +139,67 @@ async fn an_instance_refuses_connections_beyond_its_limit() {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!("expected 503, got {:?}", other.map(|(_, r)| r.status())),
     }
+}
+
+/// The next text frame as JSON, skipping pings; panics after 10 s.
+async fn next_json(socket: &mut Socket) -> serde_json::Value {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the connection is open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(&text).expect("json");
+        }
+    }
+}
+
+// One thread: the burst below runs without yielding, so the subscription cannot
+// read the bus while it is published and must fall behind.
+#[tokio::test]
+async fn a_subscription_that_falls_behind_the_bus_is_told_and_completed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let addr = app.serve().await;
+    let token = app.admin().await;
+    let provider = uuid::Uuid::new_v4();
+    let mut socket = subscribed(addr, &token, provider).await;
+    // Live first: one event arrives as usual.
+    let mut live = false;
+    for i in 0..100 {
+        app.app.services.bus.publish(event(provider, i)).await;
+        if let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), socket.next()).await
+        {
+            assert!(text.contains("\"next\""), "{text}");
+            live = true;
+            break;
+        }
+    }
+    assert!(live, "the subscription never delivered");
+    // More than the bus holds (4,096), with no chance for the subscription to read.
+    for i in 0..5_000 {
+        app.app.services.bus.publish(event(provider, 1_000 + i)).await;
+    }
+    // What it had read before falling behind is not lost; then it is told how
+    // many events it missed, and the subscription completes.
+    let error = loop {
+        let message = next_json(&mut socket).await;
+        assert_eq!(message["type"], "next", "{message}");
+        if message["payload"]["errors"].is_array() {
+            break message;
+        }
+    };
+    let first = &error["payload"]["errors"][0];
+    assert_eq!(first["extensions"]["code"], "INTERNAL", "{error}");
+    assert!(first["extensions"]["missedEvents"].as_u64().unwrap_or(0) > 0, "{error}");
+    assert!(first["message"].as_str().unwrap_or("").contains("missed"), "{error}");
+    let complete = next_json(&mut socket).await;
+    assert_eq!(complete["type"], "complete", "{complete}");
+    assert_eq!(complete["id"], "1", "{complete}");
+    let metrics = api::telemetry::prometheus().render();
+    assert!(
+        metrics.contains("careslot_subscription_events_dropped_total"),
+        "{metrics}"
+    );
 }
