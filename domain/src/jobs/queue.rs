@@ -236,7 +236,9 @@ impl Services {
     pub async fn finish_done(&self, done: &[(&ClaimedJob, Option<&str>)]) -> ServiceResult<HashSet<Uuid>> {
         let now = self.clock.now();
         let backend = self.db.get_database_backend();
-        let mut groups: Vec<((&str, Option<&str>), Vec<Uuid>)> = Vec::new();
+        // (lease token, note) -> the jobs finished with that note under that claim.
+        type Group<'a> = ((&'a str, Option<&'a str>), Vec<Uuid>);
+        let mut groups: Vec<Group> = Vec::new();
         for (claimed, note) in done {
             let key = (claimed.lease_token.as_str(), *note);
             match groups.iter_mut().find(|(k, _)| *k == key) {
