@@ -1,16 +1,47 @@
-//! Running one claimed job: read what it should send, then each channel in
-//! turn under its delivery record, then record how the job ended.
+//! Running a claimed batch phase by phase. Each channel in turn (email, then
+//! SMS) is started for the whole batch in one transaction (which claims still
+//! hold, which channels an earlier attempt settled, `sending` for the rest),
+//! its sends run concurrently, each in its job's span, and their outcomes are
+//! recorded in one statement as soon as the last send ends. Then the jobs that
+//! ended done are finished in one statement; the rarer endings (retry, dead
+//! letter, deferral) are written job by job.
+//!
+//! Every per-job rule of a job run alone still holds: a job whose claim is
+//! lost is left alone from then on, a settled channel is not sent again, SMS
+//! in quiet hours wait without a record, and a database failure ends the
+//! jobs it touched as a retry.
 
 use crate::email::OutgoingEmail;
 use crate::send::SendError;
 use crate::sms::OutgoingSms;
 use crate::worker::Senders;
+use domain::Services;
 use domain::jobs::redact::redact;
-use domain::jobs::{Channel, ClaimedJob, DeliveryStart, DeliveryStatus, Finish};
+use domain::jobs::{Channel, ClaimedJob, DeliveryIntent, DeliveryRecord, DeliveryStart, DeliveryStatus, Finish};
 use domain::notifications::{Prepared, PreparedNotice};
-use domain::{ServiceResult, Services};
-use std::time::Duration;
-use tracing::Instrument as _;
+use futures_util::future::join_all;
+use std::time::{Duration, Instant};
+use tracing::{Instrument as _, Span};
+
+/// What a batch runs with.
+pub(crate) struct Context<'a> {
+    pub services: &'a Services,
+    pub senders: &'a Senders,
+    /// The longest one send may take.
+    pub send_timeout: Duration,
+}
+
+/// One claimed job entering a batch run.
+pub(crate) struct BatchJob<'a> {
+    /// The job under its claim.
+    pub claimed: &'a ClaimedJob,
+    /// Its `job.run` span: everything about this job is recorded in it.
+    pub span: Span,
+    /// When its run began (for the run-duration metric).
+    pub started: Instant,
+    /// What it should send, read (and audited) with its batch.
+    pub prepared: Prepared,
+}
 
 /// What became of one channel.
 enum ChannelOutcome {
@@ -20,28 +51,36 @@ enum ChannelOutcome {
     Deferred(chrono::DateTime<chrono::Utc>),
     /// Failed; the error says whether a retry may help.
     Failed(SendError),
-    /// The claim is gone: stop touching this job.
-    LeaseLost,
 }
 
-/// Runs `claimed` to its end and records it; answers the finish written.
-pub(crate) async fn process(
-    services: &Services,
-    senders: &Senders,
-    send_timeout: Duration,
-    claimed: &ClaimedJob,
-) -> ServiceResult<Option<Finish>> {
-    let job = &claimed.job;
-    if exhausted(job) {
-        // Claims past the maximum come from lapsed leases: the worker holding it
-        // died (or hung) every time.
-        let finish = Finish::Dead {
-            error: format!("gave up after {} claims that never finished", job.attempts - 1),
-        };
-        return finish_as(services, claimed, finish).await;
-    }
-    let prepared = services.prepare_notice(job).await?;
-    process_prepared(services, senders, send_timeout, claimed, prepared).await
+/// Why a job left the channel phases early.
+enum Stop {
+    /// Nothing to send at all: done, with the reason as its note.
+    Done(String),
+    /// The claim is gone: stop touching this job.
+    LeaseLost,
+    /// The database failed under us: the job ends as a retry.
+    Internal(String),
+}
+
+/// A job on its way through the phases.
+struct Run<'a> {
+    claimed: &'a ClaimedJob,
+    span: Span,
+    started: Instant,
+    notice: Option<Box<PreparedNotice>>,
+    outcomes: Vec<ChannelOutcome>,
+    stop: Option<Stop>,
+}
+
+/// What a channel means to do for one job, decided before it starts.
+enum Plan {
+    /// Nothing recorded: the next run (after the quiet hours) decides afresh.
+    Defer(chrono::DateTime<chrono::Utc>),
+    /// Nothing to send, for this reason (recorded as `skipped`).
+    Skip(&'static str),
+    /// Call the peer.
+    Send,
 }
 
 /// True when `job` was claimed more times than it may run: every earlier
@@ -50,38 +89,206 @@ pub(crate) fn exhausted(job: &domain::jobs::Job) -> bool {
     job.attempts > job.max_attempts
 }
 
-/// Runs `claimed` to its end from its notice, prepared (and audited) already
-/// with the rest of its batch; answers the finish written.
-pub(crate) async fn process_prepared(
-    services: &Services,
-    senders: &Senders,
-    send_timeout: Duration,
-    claimed: &ClaimedJob,
-    prepared: Prepared,
-) -> ServiceResult<Option<Finish>> {
-    let job = &claimed.job;
-    let notice = match prepared {
-        Prepared::Skip(reason) => {
-            tracing::info!(job = %job.id, kind = job.kind.code(), %reason, "nothing to send");
-            return finish_as(services, claimed, Finish::Done { note: Some(reason) }).await;
+/// The dead letter of an exhausted job (see [`exhausted`]).
+pub(crate) fn exhausted_finish(job: &domain::jobs::Job) -> Finish {
+    // Claims past the maximum come from lapsed leases: the worker holding it
+    // died (or hung) every time.
+    Finish::Dead {
+        error: format!("gave up after {} claims that never finished", job.attempts - 1),
+    }
+}
+
+/// Runs a prepared batch to its end and records every job's ending.
+pub(crate) async fn run_batch(ctx: &Context<'_>, jobs: Vec<BatchJob<'_>>) {
+    let mut runs: Vec<Run> = jobs
+        .into_iter()
+        .map(|job| {
+            let BatchJob {
+                claimed,
+                span,
+                started,
+                prepared,
+            } = job;
+            let (notice, stop) = match prepared {
+                Prepared::Skip(reason) => {
+                    let job = &claimed.job;
+                    tracing::info!(parent: &span, job = %job.id, kind = job.kind.code(), %reason, "nothing to send");
+                    (None, Some(Stop::Done(reason)))
+                }
+                Prepared::Send(notice) => (Some(notice), None),
+            };
+            Run {
+                claimed,
+                span,
+                started,
+                notice,
+                outcomes: Vec::with_capacity(2),
+                stop,
+            }
+        })
+        .collect();
+    for channel in [Channel::Email, Channel::Sms] {
+        channel_phase(ctx, channel, &mut runs).await;
+    }
+    finish_batch(ctx, runs).await;
+}
+
+/// Starts `channel` for the batch's running jobs, sends what may go, records
+/// how each send ended.
+async fn channel_phase(ctx: &Context<'_>, channel: Channel, runs: &mut [Run<'_>]) {
+    let mut active: Vec<(usize, Plan)> = Vec::new();
+    for (index, run) in runs.iter_mut().enumerate() {
+        let Some(notice) = run.notice.as_deref().filter(|_| run.stop.is_none()) else {
+            continue;
+        };
+        match plan(ctx.senders, channel, notice) {
+            Plan::Defer(until) => run.outcomes.push(ChannelOutcome::Deferred(until)),
+            plan => active.push((index, plan)),
         }
-        Prepared::Send(notice) => notice,
+    }
+    if active.is_empty() {
+        return;
+    }
+    let intents: Vec<DeliveryIntent> = active
+        .iter()
+        .map(|(index, plan)| DeliveryIntent {
+            claimed: runs[*index].claimed,
+            skip: match plan {
+                Plan::Skip(reason) => Some(*reason),
+                Plan::Send | Plan::Defer(_) => None,
+            },
+        })
+        .collect();
+    let call_time = chrono::Duration::from_std(ctx.send_timeout).unwrap_or(chrono::Duration::seconds(30));
+    let starts = match ctx.services.begin_deliveries(&intents, channel, call_time).await {
+        Ok(starts) => starts,
+        Err(e) => {
+            let text = format!("{e:?}");
+            for (index, _) in &active {
+                runs[*index].stop = Some(Stop::Internal(text.clone()));
+            }
+            return;
+        }
     };
-    let email = email_channel(services, senders, send_timeout, claimed, &notice).await?;
-    if matches!(email, ChannelOutcome::LeaseLost) {
-        return Ok(None);
+    let mut go = Vec::new();
+    for ((index, plan), start) in active.into_iter().zip(starts) {
+        let run = &mut runs[index];
+        match start {
+            DeliveryStart::Go => go.push(index),
+            DeliveryStart::Skipped => {
+                if let Plan::Skip(reason) = plan {
+                    tracing::info!(parent: &run.span, job = %run.claimed.job.id, channel = channel.code(), reason, "nothing to send on this channel");
+                }
+                run.outcomes.push(ChannelOutcome::Settled);
+            }
+            DeliveryStart::Settled(_) => run.outcomes.push(ChannelOutcome::Settled),
+            DeliveryStart::LeaseLost => run.stop = Some(Stop::LeaseLost),
+        }
     }
-    let sms = sms_channel(services, senders, send_timeout, claimed, &notice).await?;
-    if matches!(sms, ChannelOutcome::LeaseLost) {
-        return Ok(None);
+    if go.is_empty() {
+        return;
     }
-    let finish = combine([email, sms]);
-    finish_as(services, claimed, finish).await
+    let results = join_all(go.iter().map(|index| send(ctx, channel, &runs[*index]))).await;
+    // Recorded the moment the last send ends: a crash from here on sends again
+    // whatever this statement has not yet made `sent`.
+    let records: Vec<DeliveryRecord> = go
+        .iter()
+        .zip(&results)
+        .map(|(index, result)| record(runs[*index].claimed, channel, result))
+        .collect();
+    let recorded = ctx.services.record_deliveries(&records).await;
+    for (index, result) in go.into_iter().zip(results) {
+        let run = &mut runs[index];
+        match &recorded {
+            Ok(()) => run.outcomes.push(match result {
+                Ok(_) => ChannelOutcome::Settled,
+                Err(e) => ChannelOutcome::Failed(e),
+            }),
+            Err(e) => run.stop = Some(Stop::Internal(format!("{e:?}"))),
+        }
+    }
+}
+
+fn plan(senders: &Senders, channel: Channel, notice: &PreparedNotice) -> Plan {
+    match channel {
+        Channel::Email => match &notice.email {
+            Ok(_) => Plan::Send,
+            Err(reason) => Plan::Skip(reason),
+        },
+        Channel::Sms => match (&notice.phone, notice.sms_wait_until, &senders.sms) {
+            (Ok(_), Some(until), Some(_)) => Plan::Defer(until),
+            (_, _, None) => Plan::Skip("SMS is not configured"),
+            (Err(reason), _, _) => Plan::Skip(reason),
+            (Ok(_), None, Some(_)) => Plan::Send,
+        },
+    }
+}
+
+/// Calls the peer for one job, in that job's span, bounded by the send timeout.
+async fn send(ctx: &Context<'_>, channel: Channel, run: &Run<'_>) -> Result<String, SendError> {
+    let job = &run.claimed.job;
+    let Some(notice) = run.notice.as_deref() else {
+        return Err(SendError::Transient("nothing prepared".into()));
+    };
+    let timeout = ctx.send_timeout;
+    // Outbound calls: their own spans, with the channel only (never the address).
+    let call = async {
+        match channel {
+            Channel::Email => {
+                let to = notice.email.clone().map_err(|r| SendError::Permanent(r.into()))?;
+                let email = OutgoingEmail {
+                    to,
+                    message_id: format!("<{}.{}@careslot>", job.id, channel.code()),
+                    notice: notice.rendered.clone(),
+                };
+                let span = tracing::info_span!("email.send", otel.kind = "client", channel = "email");
+                bounded(timeout, ctx.senders.email.send(email)).instrument(span).await
+            }
+            Channel::Sms => {
+                let (Ok(to), Some(sender)) = (&notice.phone, &ctx.senders.sms) else {
+                    return Err(SendError::Permanent("nothing to send by SMS".into()));
+                };
+                let sms = OutgoingSms {
+                    to: to.clone(),
+                    body: notice.rendered.sms.clone(),
+                };
+                let span = tracing::info_span!("sms.send", otel.kind = "client", channel = "sms");
+                bounded(timeout, sender.send(sms)).instrument(span).await
+            }
+        }
+    };
+    async {
+        let result = call.await;
+        match &result {
+            Ok(_) => tracing::info!(job = %job.id, channel = channel.code(), "sent"),
+            Err(error) => {
+                tracing::warn!(job = %job.id, channel = channel.code(), permanent = error.is_permanent(), error = %redact(&error.to_string()), "send failed");
+            }
+        }
+        result
+    }
+    .instrument(run.span.clone())
+    .await
+}
+
+fn record<'a>(claimed: &'a ClaimedJob, channel: Channel, result: &Result<String, SendError>) -> DeliveryRecord<'a> {
+    let (status, provider_ref, error) = match result {
+        Ok(reference) => (DeliveryStatus::Sent, Some(reference.clone()), None),
+        Err(e) if e.is_permanent() => (DeliveryStatus::Failed, None, Some(redact(&e.to_string()))),
+        Err(e) => (DeliveryStatus::Retry, None, Some(redact(&e.to_string()))),
+    };
+    DeliveryRecord {
+        claimed,
+        channel,
+        status,
+        provider_ref,
+        error,
+    }
 }
 
 /// The job's end from its channels': a permanent failure dead-letters, a
 /// transient one retries, a deferral waits; otherwise it is done.
-fn combine(outcomes: [ChannelOutcome; 2]) -> Finish {
+fn combine(outcomes: Vec<ChannelOutcome>) -> Finish {
     let mut permanent = Vec::new();
     let mut transient = Vec::new();
     let mut defer = None;
@@ -90,7 +297,7 @@ fn combine(outcomes: [ChannelOutcome; 2]) -> Finish {
             ChannelOutcome::Failed(e @ SendError::Permanent(_)) => permanent.push(redact(&e.to_string())),
             ChannelOutcome::Failed(e) => transient.push(redact(&e.to_string())),
             ChannelOutcome::Deferred(until) => defer = Some(until),
-            ChannelOutcome::Settled | ChannelOutcome::LeaseLost => {}
+            ChannelOutcome::Settled => {}
         }
     }
     if !permanent.is_empty() {
@@ -109,127 +316,119 @@ fn combine(outcomes: [ChannelOutcome; 2]) -> Finish {
     }
 }
 
-async fn finish_as(services: &Services, claimed: &ClaimedJob, finish: Finish) -> ServiceResult<Option<Finish>> {
-    if services.finish_job(claimed, finish.clone()).await? {
-        Ok(Some(finish))
-    } else {
-        tracing::warn!(job = %claimed.job.id, "the claim lapsed before the job finished; another worker has it");
-        Ok(None)
-    }
-}
-
-async fn email_channel(
-    services: &Services,
-    senders: &Senders,
-    send_timeout: Duration,
-    claimed: &ClaimedJob,
-    notice: &PreparedNotice,
-) -> ServiceResult<ChannelOutcome> {
-    let channel = Channel::Email;
-    if let Some(outcome) = start(services, claimed, channel, send_timeout).await? {
-        return Ok(outcome);
-    }
-    let to = match &notice.email {
-        Ok(to) => to.clone(),
-        Err(reason) => return skip(services, claimed, channel, reason).await,
-    };
-    let email = OutgoingEmail {
-        to,
-        message_id: format!("<{}.{}@careslot>", claimed.job.id, channel.code()),
-        notice: notice.rendered.clone(),
-    };
-    // Outbound call: its own span, with the channel only (never the address).
-    let span = tracing::info_span!("email.send", otel.kind = "client", channel = "email");
-    let result = bounded(send_timeout, senders.email.send(email)).instrument(span).await;
-    settle(services, claimed, channel, result).await
-}
-
-async fn sms_channel(
-    services: &Services,
-    senders: &Senders,
-    send_timeout: Duration,
-    claimed: &ClaimedJob,
-    notice: &PreparedNotice,
-) -> ServiceResult<ChannelOutcome> {
-    let channel = Channel::Sms;
-    if let (Ok(_), Some(until), Some(_)) = (&notice.phone, notice.sms_wait_until, &senders.sms) {
-        // Nothing recorded: the next run (after the quiet hours) decides afresh.
-        return Ok(ChannelOutcome::Deferred(until));
-    }
-    if let Some(outcome) = start(services, claimed, channel, send_timeout).await? {
-        return Ok(outcome);
-    }
-    let Some(sender) = &senders.sms else {
-        tracing::info!(job = %claimed.job.id, "SMS not configured (no TWILIO_*): not sent");
-        return skip(services, claimed, channel, "SMS is not configured").await;
-    };
-    let to = match &notice.phone {
-        Ok(to) => to.clone(),
-        Err(reason) => return skip(services, claimed, channel, reason).await,
-    };
-    let sms = OutgoingSms {
-        to,
-        body: notice.rendered.sms.clone(),
-    };
-    let span = tracing::info_span!("sms.send", otel.kind = "client", channel = "sms");
-    let result = bounded(send_timeout, sender.send(sms)).instrument(span).await;
-    settle(services, claimed, channel, result).await
-}
-
-/// `None` when the channel may be used now; otherwise what it comes to.
-async fn start(
-    services: &Services,
-    claimed: &ClaimedJob,
-    channel: Channel,
-    send_timeout: Duration,
-) -> ServiceResult<Option<ChannelOutcome>> {
-    let call_time = chrono::Duration::from_std(send_timeout).unwrap_or(chrono::Duration::seconds(30));
-    Ok(match services.begin_delivery(claimed, channel, call_time).await? {
-        DeliveryStart::Go => None,
-        DeliveryStart::Settled(_) => Some(ChannelOutcome::Settled),
-        DeliveryStart::LeaseLost => Some(ChannelOutcome::LeaseLost),
-    })
-}
-
-async fn skip(
-    services: &Services,
-    claimed: &ClaimedJob,
-    channel: Channel,
-    reason: &str,
-) -> ServiceResult<ChannelOutcome> {
-    services
-        .record_delivery(claimed, channel, DeliveryStatus::Skipped, None, Some(reason.to_owned()))
-        .await?;
-    Ok(ChannelOutcome::Settled)
-}
-
-async fn settle(
-    services: &Services,
-    claimed: &ClaimedJob,
-    channel: Channel,
-    result: Result<String, SendError>,
-) -> ServiceResult<ChannelOutcome> {
-    match result {
-        Ok(reference) => {
-            tracing::info!(job = %claimed.job.id, channel = channel.code(), "sent");
-            services
-                .record_delivery(claimed, channel, DeliveryStatus::Sent, Some(reference), None)
-                .await?;
-            Ok(ChannelOutcome::Settled)
+/// Records every job's ending: the batch's done jobs in one statement, the
+/// rest one by one.
+async fn finish_batch(ctx: &Context<'_>, runs: Vec<Run<'_>>) {
+    let mut done = Vec::new();
+    let mut others = Vec::new();
+    for run in runs {
+        let Run {
+            claimed,
+            span,
+            started,
+            outcomes,
+            stop,
+            ..
+        } = run;
+        let finish = match stop {
+            Some(Stop::LeaseLost) => continue,
+            Some(Stop::Done(reason)) => Finish::Done { note: Some(reason) },
+            Some(Stop::Internal(error)) => {
+                internal(&span, claimed, &error);
+                others.push((claimed, span, started, internal_retry()));
+                continue;
+            }
+            None => combine(outcomes),
+        };
+        match finish {
+            Finish::Done { .. } => done.push((claimed, span, started, finish)),
+            finish => others.push((claimed, span, started, finish)),
         }
-        Err(error) => {
-            let text = redact(&error.to_string());
-            tracing::warn!(job = %claimed.job.id, channel = channel.code(), permanent = error.is_permanent(), error = %text, "send failed");
-            let status = if error.is_permanent() {
-                DeliveryStatus::Failed
-            } else {
-                DeliveryStatus::Retry
-            };
-            services
-                .record_delivery(claimed, channel, status, None, Some(text))
-                .await?;
-            Ok(ChannelOutcome::Failed(error))
+    }
+    if !done.is_empty() {
+        let notes: Vec<(&ClaimedJob, Option<&str>)> = done
+            .iter()
+            .map(|(claimed, _, _, finish)| match finish {
+                Finish::Done { note } => (*claimed, note.as_deref()),
+                _ => (*claimed, None),
+            })
+            .collect();
+        match ctx.services.finish_done(&notes).await {
+            Ok(finished) => {
+                for (claimed, span, started, finish) in done {
+                    if finished.contains(&claimed.job.id) {
+                        report(ctx, &span, claimed, &finish, started);
+                    } else {
+                        lapsed(&span, claimed);
+                    }
+                }
+            }
+            Err(e) => {
+                let error = format!("{e:?}");
+                for (claimed, span, started, _) in done {
+                    internal(&span, claimed, &error);
+                    others.push((claimed, span, started, internal_retry()));
+                }
+            }
         }
+    }
+    join_all(
+        others
+            .into_iter()
+            .map(|(claimed, span, started, finish)| finish_one(ctx, claimed, span, started, finish)),
+    )
+    .await;
+}
+
+/// Writes one job's ending on its own (rare endings, lone jobs).
+pub(crate) async fn finish_one(ctx: &Context<'_>, claimed: &ClaimedJob, span: Span, started: Instant, finish: Finish) {
+    let written = ctx
+        .services
+        .finish_job(claimed, finish.clone())
+        .instrument(span.clone())
+        .await;
+    match written {
+        Ok(true) => report(ctx, &span, claimed, &finish, started),
+        Ok(false) => lapsed(&span, claimed),
+        Err(e) => {
+            tracing::error!(parent: &span, job = %claimed.job.id, error = ?e, "could not record how the job ended; the lease will lapse");
+        }
+    }
+}
+
+/// Logs a database failure that ends a job as a retry. The cause stays in
+/// the log (it names no patient data: jobs hold ids only); the job gets a
+/// generic note ([`internal_retry`]).
+pub(crate) fn internal(span: &Span, claimed: &ClaimedJob, error: &str) {
+    tracing::error!(parent: span, job = %claimed.job.id, error, "job failed on an internal error");
+}
+
+/// The ending of a job the database failed under.
+pub(crate) fn internal_retry() -> Finish {
+    Finish::Retry {
+        error: "internal error (see the worker log)".into(),
+    }
+}
+
+fn lapsed(span: &Span, claimed: &ClaimedJob) {
+    tracing::warn!(parent: span, job = %claimed.job.id, "the claim lapsed before the job finished; another worker has it");
+}
+
+fn report(ctx: &Context<'_>, span: &Span, claimed: &ClaimedJob, finish: &Finish, started: Instant) {
+    let job = &claimed.job;
+    let outcome = finish_name(finish);
+    span.record("job.outcome", outcome);
+    tracing::debug!(parent: span, job = %job.id, kind = job.kind.code(), attempt = job.attempts, outcome, "job ran");
+    crate::metrics::job_finished(job, finish, started, ctx.services.clock.now());
+}
+
+fn finish_name(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::Done { .. } => "done",
+        Finish::Retry { .. } => "retry",
+        Finish::Dead { .. } => "dead",
+        Finish::Defer { .. } => "deferred",
+        Finish::Release => "released",
     }
 }
 

@@ -4,7 +4,7 @@
 //! in flight finish within a grace period, and puts back what did not.
 
 use crate::email::{EmailSender, EmailSetupError, OutboxSender, SmtpSender};
-use crate::process;
+use crate::process::{self, BatchJob};
 use crate::sms::{SmsSender, TwilioConfig, TwilioSender};
 use domain::Services;
 use domain::events::DomainEvent;
@@ -143,79 +143,89 @@ impl Worker {
     }
 
     /// Runs a claimed batch: the notices of the batch are read, and their
-    /// reads audited, together; then each job runs on its own. When reading the
-    /// batch fails, each job is run alone (and fails or succeeds alone).
+    /// reads audited, together; then the batch runs phase by phase
+    /// ([`process`]). Jobs past their last attempt are dead-lettered unread.
+    /// When reading the batch fails, each job is read and run alone (and
+    /// fails or succeeds alone).
     async fn run_batch(&self, claimed: &[ClaimedJob]) {
+        let ctx = self.context();
         let (exhausted, live): (Vec<&ClaimedJob>, Vec<&ClaimedJob>) =
             claimed.iter().partition(|c| process::exhausted(&c.job));
-        let jobs: Vec<&domain::jobs::Job> = live.iter().map(|c| &c.job).collect();
-        match self.services.prepare_notices(&jobs).await {
-            Ok(prepared) => {
-                let prepared = live
-                    .iter()
-                    .zip(prepared)
-                    .map(|(job, notice)| self.run_job(job, Some(notice)));
-                let exhausted = exhausted.iter().map(|job| self.run_job(job, None));
-                join_all(prepared.chain(exhausted)).await;
+        let dead = join_all(exhausted.into_iter().map(|claimed| {
+            let finish = process::exhausted_finish(&claimed.job);
+            process::finish_one(&ctx, claimed, job_span(&claimed.job), Instant::now(), finish)
+        }));
+        let run = async {
+            if live.is_empty() {
+                return;
             }
-            Err(e) => {
-                tracing::warn!(error = ?e, "reading a batch's notices failed; running its jobs one by one");
-                join_all(claimed.iter().map(|job| self.run_job(job, None))).await;
-            }
-        }
-    }
-
-    /// Runs one claimed job in a `job.run` span that continues the trace of the
-    /// request that wrote the job (its stored `traceparent`).
-    async fn run_job(&self, claimed: &ClaimedJob, prepared: Option<domain::notifications::Prepared>) {
-        let job = &claimed.job;
-        let span = tracing::info_span!(
-            "job.run",
-            otel.name = %format!("job {}", job.kind.code()),
-            otel.kind = "consumer",
-            job.id = %job.id,
-            job.kind = job.kind.code(),
-            job.attempt = job.attempts,
-            job.outcome = tracing::field::Empty,
-        );
-        if let Some(traceparent) = &job.trace_parent {
-            telemetry::context::continue_from_traceparent(&span, traceparent);
-        }
-        self.run_job_in_span(claimed, prepared).instrument(span).await;
-    }
-
-    async fn run_job_in_span(&self, claimed: &ClaimedJob, prepared: Option<domain::notifications::Prepared>) {
-        let job = &claimed.job;
-        let started = Instant::now();
-        let timeout = self.config.send_timeout;
-        let outcome = match prepared {
-            Some(prepared) => {
-                process::process_prepared(&self.services, &self.senders, timeout, claimed, prepared).await
-            }
-            None => process::process(&self.services, &self.senders, timeout, claimed).await,
-        };
-        match outcome {
-            Ok(Some(finish)) => {
-                tracing::Span::current().record("job.outcome", finish_name(&finish));
-                tracing::debug!(job = %job.id, kind = job.kind.code(), attempt = job.attempts, outcome = ?finish_name(&finish), "job ran");
-                crate::metrics::job_finished(job, &finish, started, self.services.clock.now());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // The database failed under us; the cause stays in the log (it names
-                // no patient data: jobs hold ids only), the job gets a generic note.
-                tracing::error!(job = %job.id, error = ?e, "job failed on an internal error");
-                let retry = Finish::Retry {
-                    error: "internal error (see the worker log)".into(),
-                };
-                match self.services.finish_job(claimed, retry.clone()).await {
-                    Ok(true) => crate::metrics::job_finished(job, &retry, started, self.services.clock.now()),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(job = %job.id, error = ?e, "could not record the failure; the lease will lapse");
-                    }
+            // Spans first: the batch's run time counts from here for every job.
+            let spans: Vec<(tracing::Span, Instant)> =
+                live.iter().map(|c| (job_span(&c.job), Instant::now())).collect();
+            let jobs: Vec<&domain::jobs::Job> = live.iter().map(|c| &c.job).collect();
+            match self.services.prepare_notices(&jobs).await {
+                Ok(prepared) => {
+                    let batch = live
+                        .iter()
+                        .zip(spans)
+                        .zip(prepared)
+                        .map(|((claimed, (span, started)), prepared)| BatchJob {
+                            claimed,
+                            span,
+                            started,
+                            prepared,
+                        })
+                        .collect();
+                    process::run_batch(&ctx, batch).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "reading a batch's notices failed; running its jobs one by one");
+                    join_all(
+                        live.iter()
+                            .zip(spans)
+                            .map(|(claimed, (span, started))| self.run_alone(&ctx, claimed, span, started)),
+                    )
+                    .await;
                 }
             }
+        };
+        tokio::join!(dead, run);
+    }
+
+    /// Reads and runs one job as a batch of its own.
+    async fn run_alone(&self, ctx: &process::Context<'_>, claimed: &ClaimedJob, span: tracing::Span, started: Instant) {
+        let prepared = self
+            .services
+            .prepare_notices(&[&claimed.job])
+            .instrument(span.clone())
+            .await
+            .map(|mut prepared| prepared.pop());
+        match prepared {
+            Ok(Some(prepared)) => {
+                let job = BatchJob {
+                    claimed,
+                    span,
+                    started,
+                    prepared,
+                };
+                process::run_batch(ctx, vec![job]).await;
+            }
+            Ok(None) => {
+                process::internal(&span, claimed, "no notice was prepared");
+                process::finish_one(ctx, claimed, span, started, process::internal_retry()).await;
+            }
+            Err(e) => {
+                process::internal(&span, claimed, &format!("{e:?}"));
+                process::finish_one(ctx, claimed, span, started, process::internal_retry()).await;
+            }
+        }
+    }
+
+    fn context(&self) -> process::Context<'_> {
+        process::Context {
+            services: &self.services,
+            senders: &self.senders,
+            send_timeout: self.config.send_timeout,
         }
     }
 
@@ -256,14 +266,22 @@ impl Worker {
     }
 }
 
-fn finish_name(finish: &Finish) -> &'static str {
-    match finish {
-        Finish::Done { .. } => "done",
-        Finish::Retry { .. } => "retry",
-        Finish::Dead { .. } => "dead",
-        Finish::Defer { .. } => "deferred",
-        Finish::Release => "released",
+/// The `job.run` span of one job: it continues the trace of the request
+/// that wrote the job (its stored `traceparent`).
+fn job_span(job: &domain::jobs::Job) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job.run",
+        otel.name = %format!("job {}", job.kind.code()),
+        otel.kind = "consumer",
+        job.id = %job.id,
+        job.kind = job.kind.code(),
+        job.attempt = job.attempts,
+        job.outcome = tracing::field::Empty,
+    );
+    if let Some(traceparent) = &job.trace_parent {
+        telemetry::context::continue_from_traceparent(&span, traceparent);
     }
+    span
 }
 
 /// Sleeps for `poll`, or until an appointment changes (new jobs may be due)

@@ -13,9 +13,10 @@ use chrono::{DateTime, Duration, Utc};
 use entity::job;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryTrait,
+    Statement, TransactionTrait,
 };
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Writes `new` on `conn` (the caller's transaction); a job with the same
@@ -224,6 +225,50 @@ impl Services {
             .exec(&self.db)
             .await?;
         Ok(result.rows_affected == 1)
+    }
+
+    /// Records that the claimed jobs `done` ended [`Finish::Done`] (each with
+    /// its note), in one `UPDATE` per lease token and note (a claimed batch
+    /// shares one token; most jobs have no note). Answers the ids it finished:
+    /// a job missing from them was no longer this worker's (its lease lapsed
+    /// and another worker took it).
+    #[tracing::instrument(name = "jobs.finish_done", skip_all, fields(jobs = done.len()))]
+    pub async fn finish_done(&self, done: &[(&ClaimedJob, Option<&str>)]) -> ServiceResult<HashSet<Uuid>> {
+        let now = self.clock.now();
+        let backend = self.db.get_database_backend();
+        // (lease token, note) -> the jobs finished with that note under that claim.
+        type Group<'a> = ((&'a str, Option<&'a str>), Vec<Uuid>);
+        let mut groups: Vec<Group> = Vec::new();
+        for (claimed, note) in done {
+            let key = (claimed.lease_token.as_str(), *note);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, ids)) => ids.push(claimed.job.id),
+                None => groups.push((key, vec![claimed.job.id])),
+            }
+        }
+        let mut finished = HashSet::with_capacity(done.len());
+        for ((token, note), ids) in groups {
+            for chunk in ids.chunks(1000) {
+                let mut update = job::Entity::update_many()
+                    .col_expr(job::Column::Status, Expr::value(JobStatus::Done.code()))
+                    .col_expr(job::Column::FinishedAt, Expr::value(now))
+                    .col_expr(job::Column::LastError, Expr::value(note.map(str::to_owned)))
+                    .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                    .col_expr(job::Column::LeaseOwner, Expr::value(None::<String>))
+                    .col_expr(job::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+                    .filter(job::Column::Id.is_in(chunk.iter().copied()))
+                    .filter(job::Column::Status.eq(JobStatus::Running.code()))
+                    .filter(job::Column::LeaseOwner.eq(token))
+                    .into_query();
+                // RETURNING (PostgreSQL, SQLite 3.35+) names exactly the rows this claim still held.
+                update.returning_col(job::Column::Id);
+                let rows = self.db.query_all_raw(backend.build(&update)).await?;
+                for row in rows {
+                    finished.insert(row.try_get::<Uuid>("", "id")?);
+                }
+            }
+        }
+        Ok(finished)
     }
 
     /// One job by id, without checks (workers and tests).

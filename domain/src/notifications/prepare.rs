@@ -5,14 +5,17 @@
 
 use super::config::QuietHours;
 use super::content::{NoticeFacts, NoticeKind, RenderedNotice, render};
+use crate::directory::Patient;
 use crate::error::ServiceResult;
+use crate::ids::PatientId;
 use crate::jobs::{Job, JobKind};
 use crate::phi::{AuditAction, AuditRecord, write_audits};
 use crate::scheduling::AppointmentStatus;
 use crate::services::{Caller, Services};
 use chrono::{DateTime, Utc};
-use entity::{appointment, location, patient};
-use sea_orm::EntityTrait;
+use entity::{appointment, location};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use std::collections::{HashMap, HashSet};
 
 /// A notice ready to send.
 #[derive(Clone)]
@@ -51,22 +54,50 @@ pub enum Prepared {
 }
 
 impl Services {
-    /// Reads what `job` should send now, or why it should send nothing.
-    pub async fn prepare_notice(&self, job: &Job) -> ServiceResult<Prepared> {
-        let mut prepared = self.prepare_notices(&[job]).await?;
-        Ok(prepared
-            .pop()
-            .unwrap_or_else(|| Prepared::Skip("nothing prepared".into())))
-    }
-
-    /// [`Services::prepare_notice`] for a claimed batch, in order: the reads of
-    /// the patients' contact details are audited in one append for the batch
-    /// (one turn at the audit chain's lock and one commit, not one per job).
+    /// Reads what each job of a claimed batch should send now, or why it
+    /// should send nothing, in order. The batch's appointments, locations and
+    /// patients are read with one query each, and the reads of the patients'
+    /// contact details are audited in one append for the batch (one turn at
+    /// the audit chain's lock and one commit, not one per job).
     pub async fn prepare_notices(&self, jobs: &[&Job]) -> ServiceResult<Vec<Prepared>> {
+        let now = self.clock.now();
+        let appointments = by_id(
+            appointment::Entity::find()
+                .filter(appointment::Column::Id.is_in(unique(jobs.iter().map(|j| j.payload.appointment_id))))
+                .all(&self.db)
+                .await?,
+            |a| a.id,
+        );
+        // Only appointments still worth a notice need their location and patient.
+        let live: Vec<&appointment::Model> = jobs
+            .iter()
+            .filter_map(|job| {
+                let row = appointments.get(&job.payload.appointment_id)?;
+                moot(job, row, status_of(row), now).is_none().then_some(row)
+            })
+            .collect();
+        let places = if live.is_empty() {
+            HashMap::new()
+        } else {
+            by_id(
+                location::Entity::find()
+                    .filter(location::Column::Id.is_in(unique(live.iter().map(|a| a.location_id))))
+                    .all(&self.db)
+                    .await?,
+                |l| l.id,
+            )
+        };
+        let patient_ids: Vec<PatientId> = unique(live.iter().map(|a| a.patient_id)).map(PatientId::from).collect();
+        let patients: HashMap<uuid::Uuid, Patient> = if patient_ids.is_empty() {
+            HashMap::new()
+        } else {
+            by_id(self.patients_by_ids_unchecked(&patient_ids).await?, |p| p.id.0)
+        };
         let mut prepared = Vec::with_capacity(jobs.len());
         let mut reads = Vec::new();
         for job in jobs {
-            let (notice, patient) = self.prepare_unaudited(job).await?;
+            let row = appointments.get(&job.payload.appointment_id);
+            let (notice, patient) = self.prepare_one(job, row, &places, &patients, now)?;
             if let Some(patient) = patient {
                 reads.push(AuditRecord {
                     action: AuditAction::Read,
@@ -90,45 +121,43 @@ impl Services {
         Ok(prepared)
     }
 
-    /// What `job` should send, and whose contact details were read for it (to audit).
-    async fn prepare_unaudited(&self, job: &Job) -> ServiceResult<(Prepared, Option<uuid::Uuid>)> {
-        let now = self.clock.now();
-        let Some(row) = appointment::Entity::find_by_id(job.payload.appointment_id)
-            .one(&self.db)
-            .await?
-        else {
+    /// What `job` should send, from the rows read for its batch, and whose
+    /// contact details were read for it (to audit).
+    fn prepare_one(
+        &self,
+        job: &Job,
+        row: Option<&appointment::Model>,
+        places: &HashMap<uuid::Uuid, location::Model>,
+        patients: &HashMap<uuid::Uuid, Patient>,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<(Prepared, Option<uuid::Uuid>)> {
+        let Some(row) = row else {
             return Ok((Prepared::Skip("the appointment no longer exists".into()), None));
         };
-        let status = AppointmentStatus::from_code(&row.status).unwrap_or(AppointmentStatus::EnteredInError);
         let kind = match job.kind {
             JobKind::Confirmation => NoticeKind::Confirmation,
             JobKind::Reminder => NoticeKind::Reminder,
             JobKind::Rescheduled => NoticeKind::Rescheduled,
             JobKind::Cancelled => NoticeKind::Cancelled,
         };
-        if let Some(reason) = moot(job, &row, status, now) {
+        if let Some(reason) = moot(job, row, status_of(row), now) {
             return Ok((Prepared::Skip(reason.into()), None));
         }
-        let Some(place) = location::Entity::find_by_id(row.location_id).one(&self.db).await? else {
+        let Some(place) = places.get(&row.location_id) else {
             return Ok((Prepared::Skip("the location no longer exists".into()), None));
         };
-        let zone = crate::scheduling::location_zone(&place)?;
-        let Some(person) = patient::Entity::find_by_id(row.patient_id).one(&self.db).await? else {
+        let zone = crate::scheduling::location_zone(place)?;
+        let Some(person) = patients.get(&row.patient_id) else {
             return Ok((Prepared::Skip("the patient no longer exists".into()), None));
         };
-        let contact = self
-            .patients_by_ids_unchecked(&[row.patient_id.into()])
-            .await?
-            .into_iter()
-            .next();
-        let email = match contact.as_ref().and_then(|c| c.email.clone()) {
-            _ if !person.notify_email => Err("the patient opted out of email"),
-            Some(address) => Ok(address),
+        let email = match &person.email {
+            _ if !person.notify_by_email => Err("the patient opted out of email"),
+            Some(address) => Ok(address.clone()),
             None => Err("the patient has no email address"),
         };
-        let phone = match contact.as_ref().and_then(|c| c.phone.clone()) {
-            _ if !person.notify_sms => Err("the patient opted out of SMS"),
-            Some(number) => Ok(number),
+        let phone = match &person.phone {
+            _ if !person.notify_by_sms => Err("the patient opted out of SMS"),
+            Some(number) => Ok(number.clone()),
             None => Err("the patient has no phone number"),
         };
         let quiet = match place.sms_quiet_hours.as_deref() {
@@ -177,4 +206,18 @@ fn moot(job: &Job, row: &appointment::Model, status: AppointmentStatus, now: Dat
         _ if now >= row.end_at => Some("the appointment is over"),
         _ => None,
     }
+}
+
+fn status_of(row: &appointment::Model) -> AppointmentStatus {
+    AppointmentStatus::from_code(&row.status).unwrap_or(AppointmentStatus::EnteredInError)
+}
+
+/// `ids` without repeats, in first-seen order.
+fn unique(ids: impl Iterator<Item = uuid::Uuid>) -> impl Iterator<Item = uuid::Uuid> {
+    let mut seen = HashSet::new();
+    ids.filter(move |id| seen.insert(*id))
+}
+
+fn by_id<T>(rows: Vec<T>, id: impl Fn(&T) -> uuid::Uuid) -> HashMap<uuid::Uuid, T> {
+    rows.into_iter().map(|row| (id(&row), row)).collect()
 }
