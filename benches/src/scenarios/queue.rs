@@ -90,7 +90,9 @@ async fn worker(ctx: &Ctx, sender: Arc<NoopSender>, name: &str, lease: Duration)
         senders,
         WorkerConfig {
             worker_id: format!("bench-{name}"),
-            concurrency: 50,
+            // A claimed batch runs phase by phase, a few commits per batch: the
+            // batch size, not the number of tasks, is what carries throughput.
+            concurrency: 200,
             lease,
             // A delivery starts only while the lease outlasts the send timeout.
             send_timeout: lease / 3,
@@ -108,7 +110,8 @@ async fn wait_finished(ctx: &Ctx, tag: &str, jobs: usize, at_least: usize, limit
         if n as usize >= at_least.min(jobs) || Instant::now() > deadline {
             return Ok(n);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The count scans the run's jobs: poll gently, it competes with the workers.
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
