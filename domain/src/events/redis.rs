@@ -60,15 +60,16 @@ impl RedisBus {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(2);
-                // fred hands received messages to `forward` through a broadcast
-                // channel of 32 by default. While the instance is busy fanning an
-                // event out to thousands of websockets, the forwarder may not run
-                // for a few seconds; 32 messages of backlog then lagged and dropped
-                // whole events for every subscriber (the fan-out bench lost 3-4 of
-                // 100). Give it the same room as the local receivers.
-                p.broadcast_channel_capacity = capacity;
             });
         let publisher = builder.build()?;
+        // fred hands received messages to `forward` through a broadcast channel
+        // of 32 by default. While the instance is busy fanning an event out to
+        // thousands of websockets, the forwarder may not run for a few seconds;
+        // 32 messages of backlog then lagged and dropped whole events for every
+        // subscriber (the fan-out bench lost 3-4 of 100). Give it the same room
+        // as the local receivers. Only the subscriber: every broadcast channel
+        // of a client is allocated at this size (~5 MB at idle for both clients).
+        builder.with_performance_config(|p| p.broadcast_channel_capacity = capacity);
         let subscriber = builder.build_subscriber_client()?;
         publisher.init().await?;
         subscriber.init().await?;
