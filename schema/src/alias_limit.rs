@@ -3,48 +3,13 @@
 //! turn one rate-limited request into many; depth and complexity limits alone
 //! do not bound it for cheap fields.
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::ServerError;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
-use std::sync::Arc;
 
-/// The extension factory: at most `max` aliases per document.
-pub struct AliasLimit {
-    /// The most aliases a document may carry.
-    pub max: usize,
-}
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension { max: self.max })
-    }
-}
-
-struct AliasLimitExtension {
-    max: usize,
-}
-
-#[async_trait::async_trait]
-impl Extension for AliasLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let count = aliases_in(&document);
-        if count > self.max {
-            let mut error = ServerError::new(format!("too many aliases: {count}, at most {}", self.max), None);
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "BAD_USER_INPUT");
-            return Err(error);
-        }
-        Ok(document)
-    }
+/// The refusal of a document with `count` aliases when `max` are allowed
+/// (the contract code is filled in with the other input errors).
+pub(crate) fn too_many(count: usize, max: usize) -> ServerError {
+    ServerError::new(format!("too many aliases: {count}, at most {max}"), None)
 }
 
 /// Aliases written in the document: every operation and every fragment

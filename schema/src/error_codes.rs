@@ -4,33 +4,16 @@
 //! all of which are the caller's input: `BAD_USER_INPUT`, with the argument
 //! named in `extensions.field` when the message names one.
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
 use async_graphql::{Response, ServerError, Value};
-use std::sync::Arc;
 
-/// The extension factory.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
+/// Gives every error of `response` a contract code.
+pub(crate) fn add_codes(response: &mut Response) {
+    for error in &mut response.errors {
+        add_code(error);
     }
 }
 
-struct ErrorCodesExtension;
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            add_code(error);
-        }
-        response
-    }
-}
-
-fn add_code(error: &mut ServerError) {
+pub(crate) fn add_code(error: &mut ServerError) {
     let has_code = error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
     if has_code {
         return;

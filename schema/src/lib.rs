@@ -2,8 +2,10 @@
 //! takes the caller and services from the context, calls `domain`, converts.
 
 mod alias_limit;
+mod documents;
 mod error;
 mod error_codes;
+mod executor;
 mod loaders;
 pub mod observe;
 mod request;
@@ -14,11 +16,9 @@ pub mod types;
 use async_graphql::Schema;
 use domain::Services;
 pub use error::{ErrorCode, IntoGqlResult, service_error};
+pub use executor::{CareslotSchema, GraphSchema};
 pub use request::{RequestCaller, caller, services};
 use roots::{MutationRoot, QueryRoot, SubscriptionRoot};
-
-/// The executable schema.
-pub type CareslotSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Limits and switches of the schema, from settings.
 #[derive(Clone, Copy, Debug)]
@@ -46,17 +46,13 @@ impl Default for SchemaOptions {
 
 /// Builds the schema over `services`.
 pub fn build(services: Services, options: SchemaOptions) -> CareslotSchema {
+    // No extensions: the request-level steps (codes, aliases, observation) run
+    // around execution in `CareslotSchema` (see executor.rs for why). Nor
+    // async-graphql's own Tracing extension: it records the query text,
+    // literals and all, which may be patient data.
     let mut builder = builder()
         .data(loaders::Loaders::new(&services))
         .data(services)
-        // Outermost first: Observe sees the codes ErrorCodes fills in. (async-graphql's
-        // own Tracing extension is not used: it records the query text, literals
-        // and all, which may be patient data.)
-        .extension(observe::Observe)
-        .extension(error_codes::ErrorCodes)
-        .extension(alias_limit::AliasLimit {
-            max: options.max_aliases,
-        })
         .limit_depth(options.max_depth)
         .limit_complexity(options.max_complexity)
         .limit_recursive_depth(32)
@@ -64,7 +60,7 @@ pub fn build(services: Services, options: SchemaOptions) -> CareslotSchema {
     if !options.introspection {
         builder = builder.disable_introspection();
     }
-    builder.finish()
+    CareslotSchema::new(builder.finish(), options.max_aliases)
 }
 
 /// The schema in SDL, as committed in `schema/schema.graphql`.

@@ -2,16 +2,9 @@
 //! outcome (`ok` or the first error's contract code) and duration. Never the
 //! query text or variables: literals and variables carry patient data.
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest, NextSubscribe,
-};
+use async_graphql::Response;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::{Request, Response, ServerResult, Variables};
-use futures_util::StreamExt as _;
-use futures_util::stream::BoxStream;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tracing::Instrument as _;
 
 /// Metric: operations by `operation`, `type` and `outcome`.
 pub const OPERATIONS: &str = "careslot_graphql_operations_total";
@@ -21,122 +14,37 @@ pub const OPERATION_DURATION: &str = "careslot_graphql_operation_duration_second
 /// Longest operation name kept as a label; longer ones count as `invalid`.
 const MAX_NAME_LEN: usize = 64;
 
-/// The extension factory.
-pub struct Observe;
-
-impl ExtensionFactory for Observe {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ObserveExtension::default())
-    }
-}
-
-/// One request's operation, learnt while it is prepared and parsed.
-#[derive(Default)]
-struct ObserveExtension {
-    operation: Arc<Mutex<Operation>>,
-}
-
-#[derive(Clone, Default)]
-struct Operation {
-    /// The name the client asked for, if any.
-    requested: Option<String>,
+/// What is known of a request's operation for its span and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
     /// The label: the operation name, `anonymous` or `invalid`.
-    name: Option<String>,
-    /// query, mutation or subscription; None until parsed.
-    kind: Option<&'static str>,
+    pub name: String,
+    /// query, mutation or subscription; `None` when the document did not say
+    /// (it failed to parse, or named no operation the request asked for).
+    pub kind: Option<&'static str>,
 }
 
-impl ObserveExtension {
-    fn operation(&self) -> Operation {
-        self.operation.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Operation)) {
-        if let Ok(mut operation) = self.operation.lock() {
-            f(&mut operation);
+impl Operation {
+    /// The operation of a request whose document did not parse: it was meant
+    /// as a query or mutation, whose name is unknown.
+    pub fn unparsed() -> Self {
+        Self {
+            name: "anonymous".into(),
+            kind: None,
         }
     }
-}
 
-#[async_trait::async_trait]
-impl Extension for ObserveExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let span = tracing::info_span!(
-            "graphql",
-            graphql.operation.name = tracing::field::Empty,
-            graphql.operation.type = tracing::field::Empty,
-            graphql.outcome = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let response = next.run(ctx).instrument(span.clone()).await;
-        let operation = self.operation();
-        let name = operation.name.unwrap_or_else(|| "anonymous".into());
-        // A request that failed to parse has no type; it was meant as a query
-        // or mutation (subscriptions do not come through here).
-        let kind = operation.kind.unwrap_or("query");
-        let outcome = outcome(&response);
-        span.record("graphql.operation.name", name.as_str());
-        span.record("graphql.operation.type", kind);
-        span.record("graphql.outcome", outcome);
-        record(&name, kind, outcome, started);
-        response
+    /// The operation `requested` names in `document` (or its only one).
+    pub fn of(document: &ExecutableDocument, requested: Option<&str>) -> Self {
+        let (name, kind) = describe(document, requested);
+        Self { name, kind }
     }
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        // Counted once, when the subscription answers first (its first event,
-        // or its error). Its name and type are known by then: the request is
-        // prepared and parsed inside the stream.
-        let started = Instant::now();
-        let mut counted = false;
-        let state = self.operation.clone();
-        next.run(ctx, stream)
-            .map(move |response| {
-                if !counted {
-                    counted = true;
-                    let operation = state.lock().map(|o| o.clone()).unwrap_or_default();
-                    let name = operation.name.unwrap_or_else(|| "anonymous".into());
-                    record(
-                        &name,
-                        operation.kind.unwrap_or("subscription"),
-                        outcome(&response),
-                        started,
-                    );
-                }
-                response
-            })
-            .boxed()
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let requested = request.operation_name.clone();
-        self.update(|o| o.requested = requested);
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        self.update(|o| {
-            let (name, kind) = describe(&document, o.requested.as_deref());
-            o.name = Some(name);
-            o.kind = kind;
-        });
-        Ok(document)
+    /// Records one finished operation (`fallback` stands for an unknown type).
+    pub fn record(&self, fallback: &'static str, response: &Response, started: Instant) -> &'static str {
+        let outcome = outcome(response);
+        record(&self.name, self.kind.unwrap_or(fallback), outcome, started);
+        outcome
     }
 }
 

@@ -402,7 +402,7 @@ async fn subscribe(app: &TestApp, who: Option<&str>, query: &str, variables: Val
     let request = Request::new(query)
         .variables(async_graphql::Variables::from_json(variables))
         .data(RequestCaller(caller));
-    let mut stream = app.app.schema.execute_stream(request);
+    let mut stream = app.app.schema.execute_stream(request, None);
     match tokio::time::timeout(std::time::Duration::from_millis(200), stream.next()).await {
         Ok(Some(response)) => serde_json::to_value(&response).expect("json"),
         // Nothing yet: the subscription is open and waiting for events.
