@@ -161,19 +161,33 @@ pub fn grid_position(windows: &[Interval], spec: &SlotSpec, start: DateTime<Utc>
 
 /// The free slot starts of one provider at one location inside `range` (whole
 /// slots only), in order.
+///
+/// Slots start at each window's start and step by the grid; the walk starts at
+/// the first grid point inside `range` (a day's search of a round-the-clock
+/// schedule meets a window of three merged days) and runs on integer
+/// microseconds (see [`Conflicts`]).
 pub fn free_slots(schedule: &Schedule, spec: &SlotSpec, occupancy: &Occupancy, range: Interval) -> Vec<Interval> {
     let mut slots = Vec::new();
-    if spec.step <= Duration::zero() || spec.duration <= Duration::zero() {
+    let (Some(step), Some(duration)) = (spec.step.num_microseconds(), spec.duration.num_microseconds()) else {
+        return slots;
+    };
+    if step <= 0 || duration <= 0 {
         return slots;
     }
+    let conflicts = Conflicts::of(spec, occupancy);
+    let (first_start, last_end) = (ceil_micros(range.start), floor_micros(range.end));
     for window in windows(schedule, range) {
-        let mut start = window.start;
-        while start + spec.duration <= window.end {
-            let slot = Interval::new(start, start + spec.duration);
-            if range.start <= slot.start && slot.end <= range.end && is_free(spec, occupancy, slot) {
-                slots.push(slot);
+        // Window bounds are whole minutes (local wall-clock times): exact.
+        let mut start = floor_micros(window.start);
+        if start < first_start {
+            start += (first_start - start + step - 1) / step * step;
+        }
+        let last_start = floor_micros(window.end).min(last_end) - duration;
+        while start <= last_start {
+            if conflicts.allow(start, start + duration) {
+                slots.push(Interval::new(from_micros(start), from_micros(start + duration)));
             }
-            start += spec.step;
+            start += step;
         }
     }
     slots
@@ -182,22 +196,95 @@ pub fn free_slots(schedule: &Schedule, spec: &SlotSpec, occupancy: &Occupancy, r
 /// True when `slot` respects notice, the furthest date, time off, holds, and
 /// every appointment with both sides' buffers.
 pub fn is_free(spec: &SlotSpec, occupancy: &Occupancy, slot: Interval) -> bool {
-    if slot.start < spec.earliest_start || spec.latest_start.is_some_and(|latest| slot.start > latest) {
-        return false;
+    // The rule lives in `Conflicts`; a slot whose bounds are not whole
+    // microseconds (never one of the grid) is judged at its outer microseconds.
+    Conflicts::of(spec, occupancy).allow(floor_micros(slot.start), ceil_micros(slot.end))
+}
+
+/// What a slot must keep clear of, in microseconds since the epoch.
+///
+/// Slots lie on whole microseconds (whole minutes, in fact), so comparing a
+/// slot `[s, e)` with an instant that has finer digits stays exact when that
+/// instant is rounded the right way: a start down (`t < e` exactly when
+/// `floor(t) < e`), an end up (`s < t` exactly when `s < ceil(t)`), the
+/// earliest start up, the latest start down.
+struct Conflicts {
+    /// Earliest allowed start (notice).
+    earliest: i64,
+    /// Latest allowed start (furthest date).
+    latest: Option<i64>,
+    /// Intervals a slot may not meet: time off, holds, and appointments
+    /// widened by their own types' buffers.
+    blocked: Vec<(i64, i64)>,
+    /// Appointments as they are, which the slot widened by its own type's
+    /// buffers may not meet.
+    appointments: Vec<(i64, i64)>,
+    /// The slot type's buffers.
+    before: i64,
+    after: i64,
+}
+
+impl Conflicts {
+    fn of(spec: &SlotSpec, occupancy: &Occupancy) -> Self {
+        let span = |i: &Interval| (floor_micros(i.start), ceil_micros(i.end));
+        let blocked = occupancy
+            .time_off
+            .iter()
+            .chain(&occupancy.holds)
+            .map(span)
+            .chain(
+                occupancy
+                    .busy
+                    .iter()
+                    .map(|b| span(&b.interval.padded(b.buffer_before, b.buffer_after))),
+            )
+            .collect();
+        Self {
+            earliest: ceil_micros(spec.earliest_start),
+            latest: spec.latest_start.map(floor_micros),
+            blocked,
+            appointments: occupancy.busy.iter().map(|b| span(&b.interval)).collect(),
+            before: micros(spec.buffer_before),
+            after: micros(spec.buffer_after),
+        }
     }
-    if occupancy
-        .time_off
-        .iter()
-        .chain(&occupancy.holds)
-        .any(|i| i.overlaps(&slot))
-    {
-        return false;
+
+    /// True when the slot `[start, end)` conflicts with nothing.
+    fn allow(&self, start: i64, end: i64) -> bool {
+        let meets = |(from, to): &(i64, i64), start: i64, end: i64| *from < end && start < *to;
+        start >= self.earliest
+            && self.latest.is_none_or(|latest| start <= latest)
+            && !self.blocked.iter().any(|b| meets(b, start, end))
+            && !self
+                .appointments
+                .iter()
+                .any(|a| meets(a, start - self.before, end + self.after))
     }
-    let padded = slot.padded(spec.buffer_before, spec.buffer_after);
-    !occupancy
-        .busy
-        .iter()
-        .any(|b| b.interval.overlaps(&padded) || b.interval.padded(b.buffer_before, b.buffer_after).overlaps(&slot))
+}
+
+/// Microseconds since the epoch, rounded down.
+fn floor_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Microseconds since the epoch, rounded up.
+fn ceil_micros(t: DateTime<Utc>) -> i64 {
+    let micros = t.timestamp_micros();
+    if t.timestamp_subsec_nanos() % 1000 == 0 {
+        micros
+    } else {
+        micros + 1
+    }
+}
+
+/// A duration in microseconds (saturating: buffers and steps are minutes).
+fn micros(d: Duration) -> i64 {
+    d.num_microseconds().unwrap_or(i64::MAX / 4)
+}
+
+/// The instant `micros` microseconds after the epoch.
+fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The instant of `minute` minutes after local midnight of `day` in `zone`.
@@ -553,5 +640,137 @@ mod tests {
             grid_position(&w, &sp, utc("2026-11-25T13:00:00Z")),
             GridPosition::Outside
         );
+    }
+
+    #[test]
+    fn instants_finer_than_a_microsecond_are_compared_exactly() {
+        let s = schedule(chrono_tz::UTC, &[(3, "09:00", "11:00")]);
+        let nine = utc("2026-11-25T09:00:00Z");
+        let ns = |n: i64| Duration::nanoseconds(n);
+        let whole = day("2026-11-25T00:00:00Z", "2026-11-26T00:00:00Z");
+        let slots =
+            |spec: &SlotSpec, occupancy: &Occupancy, range: Interval| starts(&free_slots(&s, spec, occupancy, range));
+        let all = [
+            "2026-11-25T09:00Z",
+            "2026-11-25T09:30Z",
+            "2026-11-25T10:00Z",
+            "2026-11-25T10:30Z",
+        ];
+        assert_eq!(slots(&spec(30), &Occupancy::default(), whole), all);
+        // A range starting a nanosecond after a slot start leaves that slot out;
+        // one ending a nanosecond before a slot end leaves that one out.
+        let range = Interval::new(nine + ns(1), utc("2026-11-25T11:00:00Z") - ns(1));
+        assert_eq!(slots(&spec(30), &Occupancy::default(), range), all[1..3]);
+        // Notice ending a nanosecond after 09:00 rules 09:00 out.
+        let mut late = spec(30);
+        late.earliest_start = nine + ns(1);
+        assert_eq!(slots(&late, &Occupancy::default(), whole), all[1..]);
+        late.earliest_start = nine;
+        assert_eq!(slots(&late, &Occupancy::default(), whole), all);
+        // A hold ending a nanosecond into 09:30 takes 09:30; one ending at 09:30 does not.
+        let half = utc("2026-11-25T09:30:00Z");
+        let held = |end| Occupancy {
+            holds: vec![Interval::new(nine - Duration::hours(1), end)],
+            ..Occupancy::default()
+        };
+        assert_eq!(slots(&spec(30), &held(half), whole), all[1..]);
+        assert_eq!(slots(&spec(30), &held(half + ns(1)), whole), all[2..]);
+        // An appointment starting a nanosecond before 10:30 takes 10:00.
+        let booked = Occupancy {
+            busy: vec![Busy {
+                interval: Interval::new(utc("2026-11-25T10:30:00Z") - ns(1), utc("2026-11-25T12:00:00Z")),
+                buffer_before: Duration::zero(),
+                buffer_after: Duration::zero(),
+            }],
+            ..Occupancy::default()
+        };
+        assert_eq!(slots(&spec(30), &booked, whole), all[..2]);
+    }
+
+    /// The rule as written before the walk was tuned: every grid point of
+    /// every window, judged on chrono instants.
+    fn reference(schedule: &Schedule, spec: &SlotSpec, occupancy: &Occupancy, range: Interval) -> Vec<Interval> {
+        let mut slots = Vec::new();
+        for window in windows(schedule, range) {
+            let mut start = window.start;
+            while start + spec.duration <= window.end {
+                let slot = Interval::new(start, start + spec.duration);
+                let clear = slot.start >= spec.earliest_start
+                    && spec.latest_start.is_none_or(|latest| slot.start <= latest)
+                    && !occupancy
+                        .time_off
+                        .iter()
+                        .chain(&occupancy.holds)
+                        .any(|i| i.overlaps(&slot))
+                    && !occupancy.busy.iter().any(|b| {
+                        b.interval.overlaps(&slot.padded(spec.buffer_before, spec.buffer_after))
+                            || b.interval.padded(b.buffer_before, b.buffer_after).overlaps(&slot)
+                    });
+                if range.start <= slot.start && slot.end <= range.end && clear {
+                    slots.push(slot);
+                }
+                start += spec.step;
+            }
+        }
+        slots
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn the_walk_finds_exactly_the_slots_of_the_rule(
+            rules in proptest::collection::vec((1u32..=4, 0u32..1440, 1u32..=900), 1..5),
+            duration in 5i64..120,
+            step in 5i64..90,
+            buffers in (0i64..45, 0i64..45),
+            // Offsets in seconds from 2026-11-23T00:00Z, nanoseconds included.
+            range in (0i64..300_000, 3_600i64..200_000, 0u32..1_000_000_000),
+            notice in (0i64..40_000, 0u32..1_000_000_000),
+            latest in proptest::option::of(100_000i64..600_000),
+            taken in proptest::collection::vec((0i64..300_000, 1i64..7_200, 0i64..30, 0i64..30, 0u32..1_000_000_000), 0..8),
+            zone in proptest::sample::select(vec![chrono_tz::UTC, chrono_tz::America::New_York, chrono_tz::Europe::London, chrono_tz::Australia::Lord_Howe]),
+        ) {
+            let base = utc("2026-11-23T00:00:00Z");
+            let at = |seconds: i64, nanos: u32| base + Duration::seconds(seconds) + Duration::nanoseconds(nanos.into());
+            let schedule = Schedule {
+                zone,
+                rules: rules
+                    .iter()
+                    .map(|(weekday, start, length)| WeeklyRule {
+                        weekday: *weekday,
+                        start_minute: *start,
+                        end_minute: (start + length).min(1440),
+                    })
+                    .collect(),
+                closed_dates: vec![NaiveDate::from_ymd_opt(2026, 11, 25).expect("date")],
+            };
+            let spec = SlotSpec {
+                duration: Duration::minutes(duration),
+                step: Duration::minutes(step),
+                buffer_before: Duration::minutes(buffers.0),
+                buffer_after: Duration::minutes(buffers.1),
+                earliest_start: at(notice.0, notice.1),
+                latest_start: latest.map(|l| at(l, 0)),
+            };
+            let mut occupancy = Occupancy::default();
+            for (i, (start, length, before, after, nanos)) in taken.iter().enumerate() {
+                let interval = Interval::new(at(*start, *nanos), at(start + length, *nanos));
+                match i % 3 {
+                    0 => occupancy.busy.push(Busy {
+                        interval,
+                        buffer_before: Duration::minutes(*before),
+                        buffer_after: Duration::minutes(*after),
+                    }),
+                    1 => occupancy.holds.push(interval),
+                    _ => occupancy.time_off.push(interval),
+                }
+            }
+            let range = Interval::new(at(range.0, range.2), at(range.0 + range.1, range.2));
+            proptest::prop_assert_eq!(
+                free_slots(&schedule, &spec, &occupancy, range),
+                reference(&schedule, &spec, &occupancy, range)
+            );
+        }
     }
 }
