@@ -9,6 +9,7 @@ mod executor;
 mod loaders;
 pub mod observe;
 mod request;
+mod rfc3339;
 pub mod roots;
 pub mod scalars;
 pub mod types;

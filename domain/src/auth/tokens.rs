@@ -65,6 +65,8 @@ impl AccessClaims {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// What a token must satisfy, built once (it holds sets; every request checks one).
+    validation: Validation,
     access_ttl: Duration,
 }
 
@@ -79,9 +81,17 @@ impl std::fmt::Debug for TokenKeys {
 impl TokenKeys {
     /// Keys from the shared secret (at least 32 bytes).
     pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        // Expiry is checked against the injected clock in `verify`, not the system time.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            validation,
             access_ttl,
         }
     }
@@ -114,14 +124,7 @@ impl TokenKeys {
 
     /// Verifies signature, issuer, audience and expiry (against `now`, no leeway).
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> ServiceResult<AccessClaims> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        // Expiry is checked against the injected clock below, not the system time.
-        validation.validate_exp = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|_| ServiceError::Unauthenticated("invalid access token"))?;
         if data.claims.exp <= now.timestamp() {
             return Err(ServiceError::Unauthenticated("access token expired"));

@@ -2,8 +2,8 @@
 
 use crate::scalars::Date;
 use crate::types::{
-    Appointment, AppointmentFilter, AvailableSlotsInput, BookAppointmentInput, HoldSlotInput, Provider, Slot, SlotHold,
-    TimeOffInput, WeeklyRuleInput, connection,
+    Appointment, AppointmentFilter, AvailableSlotsInput, BookAppointmentInput, HoldSlotInput, Provider, SlotHold,
+    SlotList, TimeOffInput, WeeklyRuleInput, connection,
 };
 use crate::{IntoGqlResult, caller, services};
 use async_graphql::connection::Connection;
@@ -20,7 +20,7 @@ pub struct SchedulingQuery;
 impl SchedulingQuery {
     /// Free intervals in [from, to), ordered by start then provider. Slots start at each weekly
     /// rule's start and step by the type's duration (or by its slot interval when one is set).
-    async fn available_slots(&self, ctx: &Context<'_>, input: AvailableSlotsInput) -> Result<Vec<Slot>> {
+    async fn available_slots(&self, ctx: &Context<'_>, input: AvailableSlotsInput) -> Result<SlotList> {
         let query = SlotQuery {
             provider_id: input.provider_id.map(Into::into),
             location_id: input.location_id.map(Into::into),
@@ -29,7 +29,7 @@ impl SchedulingQuery {
             to: input.to,
         };
         let slots = services(ctx).available_slots(caller(ctx), query).await.gql()?;
-        Ok(slots.into_iter().map(Slot::from).collect())
+        Ok(SlotList::new(ctx, slots))
     }
 
     /// One appointment; null when there is none or the caller may not see it. Audited.

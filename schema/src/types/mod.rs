@@ -5,6 +5,7 @@ mod directory;
 mod events;
 mod jobs;
 mod scheduling;
+mod slot_list;
 
 pub use auth::{AuthPayload, CreateUserInput, Role, User};
 pub use directory::{
@@ -18,6 +19,7 @@ pub use scheduling::{
     Appointment, AppointmentFilter, AppointmentStatus, AvailableSlotsInput, BookAppointmentInput, HoldSlotInput, Slot,
     SlotHold, TimeOffInput, WeeklyRuleInput,
 };
+pub use slot_list::SlotList;
 
 use async_graphql::OutputType;
 use async_graphql::connection::{Connection, Edge};

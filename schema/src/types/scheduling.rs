@@ -37,6 +37,8 @@ pub enum AppointmentStatus {
 
 use super::events::SlotStatus;
 
+// Registered for its type information; `availableSlots` writes its values
+// through `SlotList`.
 /// A free interval of one provider.
 #[derive(SimpleObject)]
 pub struct Slot {
@@ -46,8 +48,9 @@ pub struct Slot {
     status: SlotStatus,
 }
 
-impl From<d::Slot> for Slot {
-    fn from(slot: d::Slot) -> Self {
+#[cfg(test)]
+impl From<&d::Slot> for Slot {
+    fn from(slot: &d::Slot) -> Self {
         Self {
             provider_id: slot.provider_id.0,
             start: slot.start,
