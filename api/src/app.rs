@@ -37,9 +37,21 @@ impl Default for AppOptions {
     }
 }
 
-/// Everything a running API instance holds.
+/// Everything a running API instance holds, behind one shared handle: the
+/// router clones its state for every request, which is then one reference count.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What an [`App`] holds.
+pub struct AppParts {
     /// The settings it was built from.
     pub settings: Arc<Settings>,
     /// Domain services.
@@ -152,13 +164,13 @@ impl App {
             send_buffer: settings.ws_send_buffer,
             open: Default::default(),
         });
-        Ok(Self {
+        Ok(Self(Arc::new(AppParts {
             settings: Arc::new(settings),
             services,
             schema,
             notes,
             ws,
-        })
+        })))
     }
 }
 

@@ -10,6 +10,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 const ISSUER: &str = "careslot";
@@ -67,8 +69,15 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     /// What a token must satisfy, built once (it holds sets; every request checks one).
     validation: Validation,
+    /// Tokens whose signature and claims were verified, shared by clones.
+    verified: Arc<Mutex<HashMap<Box<str>, AccessClaims>>>,
     access_ttl: Duration,
 }
+
+/// Verified tokens kept at most; past it the cache starts over. A client
+/// sends the same token for its lifetime (15 minutes by default), so a few
+/// thousand cover every active session of an instance.
+const MAX_VERIFIED: usize = 4096;
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +101,7 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: Arc::default(),
             access_ttl,
         }
     }
@@ -123,13 +133,37 @@ impl TokenKeys {
     }
 
     /// Verifies signature, issuer, audience and expiry (against `now`, no leeway).
+    ///
+    /// A token that verified once is remembered by its exact text: the same
+    /// bytes carry the same signature and claims, so only the expiry is
+    /// checked again (decoding and the HMAC were most of an authenticated
+    /// request's cost after the query itself).
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> ServiceResult<AccessClaims> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map_err(|_| ServiceError::Unauthenticated("invalid access token"))?;
-        if data.claims.exp <= now.timestamp() {
+        let remembered = self.with_verified(|verified| verified.get(token).cloned());
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+                    .map_err(|_| ServiceError::Unauthenticated("invalid access token"))?
+                    .claims;
+                self.with_verified(|verified| {
+                    if verified.len() >= MAX_VERIFIED {
+                        verified.clear();
+                    }
+                    verified.insert(token.into(), claims.clone());
+                });
+                claims
+            }
+        };
+        if claims.exp <= now.timestamp() {
             return Err(ServiceError::Unauthenticated("access token expired"));
         }
-        Ok(data.claims)
+        Ok(claims)
+    }
+
+    fn with_verified<T>(&self, f: impl FnOnce(&mut HashMap<Box<str>, AccessClaims>) -> T) -> T {
+        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut verified)
     }
 }
 
@@ -181,6 +215,8 @@ mod tests {
         let keys = TokenKeys::new(&[7; 32], Duration::minutes(15));
         let now = Utc::now();
         let (token, _) = keys.issue(&actor(), now).expect("issue");
+        // Verified (and remembered) first: a forgery of it must still fail.
+        assert!(keys.verify(&token, now).is_ok());
         let other = TokenKeys::new(&[8; 32], Duration::minutes(15));
         assert!(other.verify(&token, now).is_err());
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();

@@ -127,7 +127,7 @@ impl OutputType for SlotList {
 mod tests {
     use super::*;
     use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
-    use chrono::{DateTime, Duration, Utc};
+    use chrono::{DateTime, Duration};
 
     fn slots() -> Vec<d::Slot> {
         let start = DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z")
