@@ -270,7 +270,7 @@ fn floor_micros(t: DateTime<Utc>) -> i64 {
 /// Microseconds since the epoch, rounded up.
 fn ceil_micros(t: DateTime<Utc>) -> i64 {
     let micros = t.timestamp_micros();
-    if t.timestamp_subsec_nanos() % 1000 == 0 {
+    if t.timestamp_subsec_nanos().is_multiple_of(1000) {
         micros
     } else {
         micros + 1
