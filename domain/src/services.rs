@@ -114,14 +114,17 @@ impl Caller {
 }
 
 impl Services {
-    /// Publishes events of a committed change, in order.
+    /// Publishes events of a committed change. They go out together (one
+    /// round trip to Redis for all of them, not one each, while the caller
+    /// waits), handed to the bus in order.
     pub async fn publish(&self, events: impl IntoIterator<Item = crate::events::DomainEvent>) {
-        for event in events {
+        let sends = events.into_iter().map(|event| {
             // This instance forgets what changed before anyone can ask again;
             // other instances do when the event reaches them over the bus.
             self.slot_cache.on_event(&event);
-            self.bus.publish(event).await;
-        }
+            self.bus.publish(event)
+        });
+        futures_util::future::join_all(sends).await;
     }
 
     /// Appends an audit record for `caller` on `conn`.

@@ -19,32 +19,46 @@ use sea_orm::{
 use std::collections::HashSet;
 use uuid::Uuid;
 
-/// Writes `new` on `conn` (the caller's transaction); a job with the same
-/// dedupe key makes this a no-op.
-pub(crate) async fn enqueue(conn: &impl ConnectionTrait, new: NewJob, now: DateTime<Utc>) -> ServiceResult<()> {
-    let payload = serde_json::to_value(&new.payload).map_err(ServiceError::internal)?;
-    job::Entity::insert(job::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        kind: Set(new.kind.code().to_owned()),
-        payload: Set(payload),
-        status: Set(JobStatus::Pending.code().to_owned()),
-        run_at: Set(new.run_at),
-        attempts: Set(0),
-        max_attempts: Set(new.max_attempts),
-        lease_owner: Set(None),
-        lease_until: Set(None),
-        last_error: Set(None),
-        appointment_id: Set(Some(new.payload.appointment_id)),
-        dedupe_key: Set(Some(new.dedupe_key)),
-        created_at: Set(now),
-        updated_at: Set(now),
-        finished_at: Set(None),
-        // The worker's run of this job continues the trace of whoever wrote it.
-        trace_parent: Set(telemetry::context::current_traceparent()),
-    })
-    .on_conflict_do_nothing_on([job::Column::DedupeKey])
-    .exec_without_returning(conn)
-    .await?;
+/// Writes `jobs` on `conn` (the caller's transaction) in one statement; a job
+/// whose dedupe key is taken already is skipped.
+pub(crate) async fn enqueue_all(
+    conn: &impl ConnectionTrait,
+    jobs: Vec<NewJob>,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    // The worker's run of each job continues the trace of whoever wrote it.
+    let trace_parent = telemetry::context::current_traceparent();
+    let rows = jobs
+        .into_iter()
+        .map(|new| {
+            let payload = serde_json::to_value(&new.payload).map_err(ServiceError::internal)?;
+            Ok(job::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                kind: Set(new.kind.code().to_owned()),
+                payload: Set(payload),
+                status: Set(JobStatus::Pending.code().to_owned()),
+                run_at: Set(new.run_at),
+                attempts: Set(0),
+                max_attempts: Set(new.max_attempts),
+                lease_owner: Set(None),
+                lease_until: Set(None),
+                last_error: Set(None),
+                appointment_id: Set(Some(new.payload.appointment_id)),
+                dedupe_key: Set(Some(new.dedupe_key)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                finished_at: Set(None),
+                trace_parent: Set(trace_parent.clone()),
+            })
+        })
+        .collect::<ServiceResult<Vec<_>>>()?;
+    job::Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([job::Column::DedupeKey])
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 

@@ -6,18 +6,19 @@
 
 use super::config::ReminderOffsets;
 use crate::error::ServiceResult;
-use crate::jobs::{JobKind, NewJob, NoticePayload, cancel_pending, enqueue};
+use crate::jobs::{JobKind, NewJob, NoticePayload, cancel_pending, enqueue_all};
 use crate::scheduling::AppointmentStatus;
 use crate::services::Services;
 use chrono::Duration;
-use entity::{appointment, appointment_type, location};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use entity::appointment;
+use sea_orm::ConnectionTrait;
 
 impl Services {
-    /// Jobs of a new booking.
+    /// Jobs of a new booking, written in one statement.
     pub(crate) async fn plan_booked(&self, txn: &impl ConnectionTrait, row: &appointment::Model) -> ServiceResult<()> {
-        self.plan_notice(txn, row, JobKind::Confirmation).await?;
-        self.plan_reminders(txn, row).await
+        let mut jobs = vec![self.notice(row, JobKind::Confirmation)];
+        jobs.extend(self.reminders(txn, row).await?);
+        enqueue_all(txn, jobs, self.clock.now()).await
     }
 
     /// Jobs of a reschedule: reminders move, a notice goes out.
@@ -28,8 +29,9 @@ impl Services {
     ) -> ServiceResult<()> {
         let now = self.clock.now();
         cancel_pending(txn, row.id, &[JobKind::Reminder, JobKind::Rescheduled], now).await?;
-        self.plan_notice(txn, row, JobKind::Rescheduled).await?;
-        self.plan_reminders(txn, row).await
+        let mut jobs = vec![self.notice(row, JobKind::Rescheduled)];
+        jobs.extend(self.reminders(txn, row).await?);
+        enqueue_all(txn, jobs, now).await
     }
 
     /// Jobs of a status change: a cancellation cancels what is pending and
@@ -44,12 +46,13 @@ impl Services {
         match to {
             AppointmentStatus::Cancelled => {
                 cancel_pending(txn, row.id, &[], now).await?;
-                self.plan_notice(txn, row, JobKind::Cancelled).await
+                enqueue_all(txn, vec![self.notice(row, JobKind::Cancelled)], now).await
             }
             // The version moved: plan the reminders anew for it.
             AppointmentStatus::Booked | AppointmentStatus::Pending => {
                 cancel_pending(txn, row.id, &[JobKind::Reminder], now).await?;
-                self.plan_reminders(txn, row).await
+                let reminders = self.reminders(txn, row).await?;
+                enqueue_all(txn, reminders, now).await
             }
             _ => {
                 cancel_pending(txn, row.id, &[JobKind::Reminder], now).await?;
@@ -58,19 +61,15 @@ impl Services {
         }
     }
 
-    async fn plan_notice(
-        &self,
-        txn: &impl ConnectionTrait,
-        row: &appointment::Model,
-        kind: JobKind,
-    ) -> ServiceResult<()> {
+    /// The notice job of `kind` about `row`, due now.
+    fn notice(&self, row: &appointment::Model, kind: JobKind) -> NewJob {
         let dedupe_key = match kind {
             // One confirmation and one cancellation per appointment; one
             // reschedule notice per version.
             JobKind::Confirmation | JobKind::Cancelled => format!("{}:{}", kind.code(), row.id),
             JobKind::Rescheduled | JobKind::Reminder => format!("{}:{}:v{}", kind.code(), row.id, row.version),
         };
-        let job = NewJob {
+        NewJob {
             kind,
             payload: NoticePayload {
                 appointment_id: row.id,
@@ -80,46 +79,45 @@ impl Services {
             run_at: self.clock.now(),
             max_attempts: self.policy.job_max_attempts,
             dedupe_key,
-        };
-        enqueue(txn, job, self.clock.now()).await
-    }
-
-    async fn plan_reminders(&self, txn: &impl ConnectionTrait, row: &appointment::Model) -> ServiceResult<()> {
-        let now = self.clock.now();
-        for minutes in self.reminder_offsets_for(txn, row).await?.minutes() {
-            let run_at = row.start_at - Duration::minutes(i64::from(*minutes));
-            if run_at <= now {
-                continue;
-            }
-            let job = NewJob {
-                kind: JobKind::Reminder,
-                payload: NoticePayload {
-                    appointment_id: row.id,
-                    version: row.version,
-                    offset_minutes: Some(*minutes),
-                },
-                run_at,
-                max_attempts: self.policy.job_max_attempts,
-                dedupe_key: format!("{}:{}:v{}:{minutes}", JobKind::Reminder.code(), row.id, row.version),
-            };
-            enqueue(txn, job, now).await?;
         }
-        Ok(())
     }
 
-    /// The appointment type's offsets, else the location's, else the deployment's.
+    /// The reminder jobs of `row`'s version whose time has not passed.
+    async fn reminders(&self, txn: &impl ConnectionTrait, row: &appointment::Model) -> ServiceResult<Vec<NewJob>> {
+        let now = self.clock.now();
+        Ok(self
+            .reminder_offsets_for(txn, row)
+            .await?
+            .minutes()
+            .iter()
+            .filter_map(|minutes| {
+                let run_at = row.start_at - Duration::minutes(i64::from(*minutes));
+                (run_at > now).then(|| NewJob {
+                    kind: JobKind::Reminder,
+                    payload: NoticePayload {
+                        appointment_id: row.id,
+                        version: row.version,
+                        offset_minutes: Some(*minutes),
+                    },
+                    run_at,
+                    max_attempts: self.policy.job_max_attempts,
+                    dedupe_key: format!("{}:{}:v{}:{minutes}", JobKind::Reminder.code(), row.id, row.version),
+                })
+            })
+            .collect())
+    }
+
+    /// The appointment type's offsets, else the location's, else the
+    /// deployment's. Types and locations never change: they come from the
+    /// slot cache when it has them.
     async fn reminder_offsets_for(
         &self,
         txn: &impl ConnectionTrait,
         row: &appointment::Model,
     ) -> ServiceResult<ReminderOffsets> {
-        let kind = appointment_type::Entity::find_by_id(row.appointment_type_id)
-            .one(txn)
-            .await?;
-        let place = location::Entity::find_by_id(row.location_id).one(txn).await?;
-        let configured = kind
-            .and_then(|k| k.reminder_offsets_minutes)
-            .or_else(|| place.and_then(|l| l.reminder_offsets_minutes));
+        let kind = self.kind_for_write(txn, row.appointment_type_id).await?;
+        let place = self.location_for_write(txn, row.location_id).await?;
+        let configured = kind.reminder_offsets_minutes.or(place.reminder_offsets_minutes);
         Ok(match configured.map(|text| text.parse::<ReminderOffsets>()) {
             Some(Ok(offsets)) => offsets,
             Some(Err(e)) => {

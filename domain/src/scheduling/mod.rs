@@ -13,6 +13,7 @@ mod noshow;
 mod queries;
 mod rules;
 mod slots;
+mod snapshot;
 pub mod status;
 mod store;
 mod workflow;

@@ -4,6 +4,7 @@
 use super::availability::{GridPosition, Interval, Schedule, free_slots, grid_position, is_free, windows};
 use super::cache::RawOccupancy;
 use super::model::{Slot, SlotQuery};
+use super::snapshot::{self, Around};
 use super::store;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::{LocationId, ProviderId};
@@ -37,6 +38,9 @@ pub(super) struct Bookable {
     pub interval: Interval,
     /// The type's location.
     pub location_id: LocationId,
+    /// Whether the asking user holds part of the interval (live or expired):
+    /// a booking clears those holds.
+    pub own_holds: bool,
 }
 
 impl Services {
@@ -199,7 +203,9 @@ impl Services {
     /// Checks that `start` is a free slot start of `provider` for `kind`, as
     /// `availableSlots` would offer it to `user` (whose own holds do not count),
     /// ignoring the appointment being moved. Off the grid is the caller's input
-    /// error; anything else that is not free is `SLOT_UNAVAILABLE`.
+    /// error; anything else that is not free is `SLOT_UNAVAILABLE`. Everything
+    /// is read in one statement on `conn` (see `snapshot`), under the caller's
+    /// provider lock.
     pub(super) async fn check_bookable(
         &self,
         conn: &impl ConnectionTrait,
@@ -213,12 +219,23 @@ impl Services {
             moving,
             start_field,
         } = request;
-        let location = location_row(conn, kind.location_id).await?;
+        let location = self.location_for_write(conn, kind.location_id).await?;
         let now = self.clock.now();
         let spec = store::slot_spec(kind, now);
         let interval = Interval::new(start, start + spec.duration);
-        let schedules = store::schedules(conn, &location, &[provider.0]).await?;
-        let Some(schedule) = schedules.get(&provider.0) else {
+        let snapshot = snapshot::read(
+            conn,
+            Around {
+                location: &location,
+                provider: provider.0,
+                interval,
+                now,
+                user,
+                moving,
+            },
+        )
+        .await?;
+        let Some(schedule) = &snapshot.schedule else {
             return Err(ServiceError::SlotUnavailable(
                 "the provider has no availability at this location".into(),
             ));
@@ -237,15 +254,48 @@ impl Services {
                 ));
             }
         }
-        let occupancy = store::occupancy(conn, &[provider.0], interval, now, Some(user), moving).await?;
-        let occupied = occupancy.get(&provider.0).cloned().unwrap_or_default();
-        if !is_free(&spec, &occupied, interval) {
+        if !is_free(&spec, &snapshot.occupancy.view(now, Some(user)), interval) {
             return Err(ServiceError::SlotUnavailable("the interval is not available".into()));
         }
+        let own_holds = snapshot
+            .occupancy
+            .holds
+            .iter()
+            .any(|(held, holder, _)| *holder == user && held.overlaps(&interval));
         Ok(Bookable {
             interval,
             location_id: kind.location_id.into(),
+            own_holds,
         })
+    }
+
+    /// An appointment type for a write: the cache, else `conn` (the primary).
+    /// Types never change once created, so a cached one is never stale.
+    pub(crate) async fn kind_for_write(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> ServiceResult<appointment_type::Model> {
+        if let Some(kind) = self.slot_cache.kind(id) {
+            return Ok(kind);
+        }
+        let kind = self.appointment_type_row(conn, id).await?;
+        self.slot_cache.fill_kind(&kind);
+        Ok(kind)
+    }
+
+    /// A location for a write: the cache, else `conn` (locations never change either).
+    pub(crate) async fn location_for_write(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> ServiceResult<location::Model> {
+        if let Some(location) = self.slot_cache.location(id) {
+            return Ok(location);
+        }
+        let location = location_row(conn, id).await?;
+        self.slot_cache.fill_location(&location);
+        Ok(location)
     }
 
     /// The appointment type row, or `NOT_FOUND`.

@@ -1,6 +1,6 @@
 //! Loads what slot computation needs, a few queries for any number of providers.
 
-use super::availability::{Busy, Interval, Occupancy, Schedule, SlotSpec, WeeklyRule};
+use super::availability::{Busy, Interval, Schedule, SlotSpec, WeeklyRule};
 use super::cache::RawOccupancy;
 use super::status::{ALL_STATUSES, AppointmentStatus};
 use crate::error::{ServiceError, ServiceResult};
@@ -82,24 +82,6 @@ pub fn blocking_codes() -> Vec<&'static str> {
         .filter(|s| s.blocks_time())
         .map(|s| s.code())
         .collect()
-}
-
-/// What occupies each of `providers` around `range`: time off, appointments in
-/// blocking statuses (with their types' buffers) and live holds. The caller's
-/// own holds and the appointment being moved are left out.
-pub async fn occupancy(
-    conn: &impl ConnectionTrait,
-    providers: &[Uuid],
-    range: Interval,
-    now: DateTime<Utc>,
-    own_holds_of: Option<Uuid>,
-    moving: Option<Uuid>,
-) -> ServiceResult<HashMap<Uuid, Occupancy>> {
-    Ok(raw_occupancy(conn, providers, range, now, moving)
-        .await?
-        .into_iter()
-        .map(|(provider, raw)| (provider, raw.view(now, own_holds_of)))
-        .collect())
 }
 
 /// What occupies each of `providers` around `range`, holds of everyone
