@@ -82,6 +82,8 @@ pub struct Services {
     pub policy: Policy,
     /// What slot search reads, kept in process and dropped by domain events.
     pub slot_cache: std::sync::Arc<crate::scheduling::SlotCache>,
+    /// Writers of one provider take turns here before they take a connection.
+    pub provider_turns: std::sync::Arc<crate::scheduling::ProviderTurns>,
 }
 
 /// Who is calling and from where: what every service operation receives.

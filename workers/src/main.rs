@@ -89,6 +89,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         policy: Policy::from_settings(&settings),
         // The worker never searches slots.
         slot_cache: Arc::new(domain::scheduling::SlotCache::new(std::time::Duration::ZERO)),
+        provider_turns: Arc::default(),
     };
     let metrics_listener = workers::metrics::bind(settings.worker_metrics_listen)
         .await

@@ -100,11 +100,48 @@ impl Services {
                 return Err(ServiceError::NotFound("patient"));
             }
         }
-        let now = self.clock.now();
+        // The turn is held until the transaction has ended either way, so the
+        // next writer of this provider finds the advisory lock free.
+        let _turn = self.provider_turns.wait(input.provider_id).await;
         let txn = self.db.begin().await?;
-        lock_provider_of_booking(&txn, input.provider_id, input.patient_id).await?;
+        let row = match self.book_locked(&txn, caller, actor, input, &kind, fingerprint).await {
+            Ok(row) => row,
+            Err(err) => {
+                // Roll back now rather than when the pool next uses the
+                // connection: until then the lock stays taken.
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a refused booking failed");
+                }
+                return Err(err);
+            }
+        };
+        txn.commit().await.map_err(booking_conflict)?;
+        let appointment = Appointment::try_from(row)?;
+        let taken = Interval::new(appointment.start, appointment.end);
+        self.publish(events(
+            &appointment,
+            AppointmentEventKind::Created,
+            &[(taken, SlotStatus::Busy, SlotChangeReason::Booked)],
+        ))
+        .await;
+        Ok(appointment)
+    }
+
+    /// The checks and writes of a booking inside `txn`: the provider's lock
+    /// first, then the hold, the slot, and every row the booking writes.
+    async fn book_locked(
+        &self,
+        txn: &DatabaseTransaction,
+        caller: &Caller,
+        actor: &Actor,
+        input: &NewBooking,
+        kind: &entity::appointment_type::Model,
+        fingerprint: &str,
+    ) -> ServiceResult<appointment::Model> {
+        let now = self.clock.now();
+        lock_provider_of_booking(txn, input.provider_id, input.patient_id).await?;
         if let Some(hold_id) = input.hold_id {
-            let held = hold::Entity::find_by_id(hold_id.0).one(&txn).await?;
+            let held = hold::Entity::find_by_id(hold_id.0).one(txn).await?;
             let held = match held {
                 Some(h) if h.held_by == actor.user_id.0 => h,
                 _ => return Err(ServiceError::NotFound("hold")),
@@ -124,10 +161,10 @@ impl Services {
         }
         let bookable = self
             .check_bookable(
-                &txn,
+                txn,
                 Request {
                     provider: input.provider_id,
-                    kind: &kind,
+                    kind,
                     start: input.start,
                     user: actor.user_id.0,
                     moving: None,
@@ -153,7 +190,7 @@ impl Services {
             updated_at: now,
         };
         let inserted = appointment::Entity::insert(row.clone().into_active_model().reset_all())
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await;
         if let Err(err) = inserted {
             return Err(booking_conflict(err));
@@ -165,23 +202,14 @@ impl Services {
                 .filter(hold::Column::ProviderId.eq(input.provider_id.0))
                 .filter(hold::Column::StartAt.lt(row.end_at))
                 .filter(hold::Column::EndAt.gt(row.start_at))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
-        record_history(&txn, &row, actor, "book", None, None, None).await?;
-        self.plan_booked(&txn, &row).await?;
-        self.audit(&txn, caller, appointment_audit(AuditAction::Create, row.id, None))
+        record_history(txn, &row, actor, "book", None, None, None).await?;
+        self.plan_booked(txn, &row).await?;
+        self.audit(txn, caller, appointment_audit(AuditAction::Create, row.id, None))
             .await?;
-        txn.commit().await.map_err(booking_conflict)?;
-        let appointment = Appointment::try_from(row)?;
-        let taken = Interval::new(appointment.start, appointment.end);
-        self.publish(events(
-            &appointment,
-            AppointmentEventKind::Created,
-            &[(taken, SlotStatus::Busy, SlotChangeReason::Booked)],
-        ))
-        .await;
-        Ok(appointment)
+        Ok(row)
     }
 
     /// The appointment an earlier call with `key` made, if any; the same key with
@@ -230,6 +258,7 @@ impl Services {
             return Appointment::try_from(current);
         }
         let kind = self.appointment_type_row(&self.db, current.appointment_type_id).await?;
+        let _turn = self.provider_turns.wait(ProviderId(current.provider_id)).await;
         let txn = self.db.begin().await?;
         lock_provider(&txn, ProviderId(current.provider_id)).await?;
         let bookable = self

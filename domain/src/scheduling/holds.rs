@@ -37,6 +37,7 @@ impl Services {
             actor.require_manages(kind.location_id.into())?;
         }
         let now = self.clock.now();
+        let _turn = self.provider_turns.wait(provider_id).await;
         let txn = self.db.begin().await?;
         lock_provider(&txn, provider_id).await?;
         let mine = hold::Entity::find()

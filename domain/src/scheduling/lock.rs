@@ -69,3 +69,99 @@ fn lock_key(provider: ProviderId) -> i64 {
     low.copy_from_slice(&bytes[8..]);
     i64::from_be_bytes(high) ^ i64::from_be_bytes(low)
 }
+
+/// Stripes of [`ProviderTurns`]: enough that two of a clinic's providers
+/// rarely share one (50 providers: ~1 pair in 1,000 shares), small enough to
+/// cost nothing (~40 KB).
+const TURN_STRIPES: usize = 1024;
+
+/// Writers of one provider wait their turn in this process before they take
+/// a database connection.
+///
+/// The advisory lock alone serializes the writers of a provider across
+/// instances, but each waiter holds a pool connection while it waits: a
+/// hundred clients racing for one interval would hold the whole pool, and
+/// writers of every other provider would queue behind them for connections.
+/// Waiting here first (a fair, FIFO async mutex per stripe of providers)
+/// leaves the pool to the writers whose turn it is; the advisory lock still
+/// orders this instance's writer against other instances'.
+#[derive(Debug)]
+pub struct ProviderTurns {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for ProviderTurns {
+    fn default() -> Self {
+        Self {
+            stripes: (0..TURN_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl ProviderTurns {
+    /// Waits for `provider`'s turn; the turn lasts as long as the guard.
+    pub async fn wait(&self, provider: ProviderId) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = lock_key(provider).unsigned_abs() as usize % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn provider() -> ProviderId {
+        ProviderId(uuid::Uuid::new_v4())
+    }
+
+    #[test]
+    fn a_providers_writers_take_turns_and_others_pass() {
+        let turns = ProviderTurns::default();
+        let busy = provider();
+        let stripe = |p: ProviderId| lock_key(p).unsigned_abs() as usize % TURN_STRIPES;
+        let other = std::iter::repeat_with(provider)
+            .find(|p| stripe(*p) != stripe(busy))
+            .expect("another stripe");
+        let turn = turns.wait(busy).now_or_never().expect("a free turn is taken at once");
+        assert!(
+            turns.wait(busy).now_or_never().is_none(),
+            "a second writer of the provider waits"
+        );
+        assert!(
+            turns.wait(other).now_or_never().is_some(),
+            "another provider's writer does not wait"
+        );
+        drop(turn);
+        assert!(
+            turns.wait(busy).now_or_never().is_some(),
+            "the next writer goes once the turn ends"
+        );
+    }
+
+    #[test]
+    fn waiting_writers_go_in_arrival_order() {
+        let turns = ProviderTurns::default();
+        let busy = provider();
+        let first = turns.wait(busy).now_or_never().expect("free");
+        let order = std::sync::Mutex::new(Vec::new());
+        let waiter = |n: usize| {
+            let turns = &turns;
+            let order = &order;
+            async move {
+                let _turn = turns.wait(busy).await;
+                order.lock().expect("order").push(n);
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            let waiters = futures_util::future::join_all((0..5).map(waiter));
+            let released = async {
+                tokio::task::yield_now().await;
+                drop(first);
+            };
+            tokio::join!(waiters, released);
+        });
+        assert_eq!(*order.lock().expect("order"), vec![0, 1, 2, 3, 4]);
+    }
+}

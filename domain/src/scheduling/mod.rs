@@ -27,5 +27,6 @@ pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::Service
     rules::parse_rules(rules)
 }
 pub use cache::{SlotCache, follow as follow_slot_events};
+pub use lock::ProviderTurns;
 pub(crate) use slots::location_exists;
 pub use store::zone as location_zone;

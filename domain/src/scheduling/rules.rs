@@ -88,6 +88,7 @@ impl Services {
         }
         let parsed = parse_rules(&rules)?;
         let now = self.clock.now();
+        let _turn = self.provider_turns.wait(provider_id).await;
         let txn = self.db.begin().await?;
         super::lock::lock_provider(&txn, provider_id).await?;
         availability_rule::Entity::delete_many()
