@@ -7,5 +7,6 @@ pub mod commands;
 mod health;
 pub mod http;
 mod limits;
+pub mod startup;
 pub mod telemetry;
 pub mod ws;

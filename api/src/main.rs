@@ -65,16 +65,20 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
-    let app = App::build(settings, AppOptions::default()).await?;
+    // Bound first: the process answers /healthz while it builds the rest.
+    let listening = api::startup::Listening::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (CARESLOT_LISTEN)"))?;
+    let (app, listener) = listening
+        .answer_while(App::build(settings, AppOptions::default()))
+        .await
+        .with_context(|| format!("cannot listen on {listen} (CARESLOT_LISTEN)"))?;
+    let app = app?;
     for note in &app.notes {
         tracing::info!("{note}");
     }
     if !app.settings.defaulted.is_empty() {
         tracing::info!(defaults = ?app.settings.defaulted, "settings left at their defaults");
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (CARESLOT_LISTEN)"))?;
     let router = api::http::router(app.clone());
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut background = if app.settings.worker_embedded {

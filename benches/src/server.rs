@@ -42,8 +42,11 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:port`.
     pub base: String,
-    /// How long after exec `/healthz` first answered.
+    /// How long after exec `/healthz` first answered (the process is alive).
     pub first_healthz: Duration,
+    /// How long after exec `/readyz` first said yes (database and bus reachable;
+    /// the server answers requests).
+    pub ready_after: Duration,
 }
 
 /// The environment every server of the suite gets: limits opened up so the load
@@ -86,7 +89,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Server {
-    /// Starts the server and waits (up to `patience`) for `/healthz`.
+    /// Starts the server and waits (up to `patience`) for `/healthz`, then for `/readyz`.
     pub async fn start(launch: &Launch, patience: Duration) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&launch.dir).with_context(|| format!("creating {}", launch.dir.display()))?;
         let listen = format!("127.0.0.1:{}", free_port()?);
@@ -118,10 +121,13 @@ impl Server {
             if let Ok(response) = client.get(&healthz).send().await
                 && response.status().is_success()
             {
+                let first_healthz = started.elapsed();
+                let ready_after = ready(&client, &base, started, patience).await?;
                 return Ok(Self {
                     child,
                     base,
-                    first_healthz: started.elapsed(),
+                    first_healthz,
+                    ready_after,
                 });
             }
             if let Some(status) = child.try_wait()? {
@@ -135,21 +141,6 @@ impl Server {
         }
         let _ = child.kill();
         bail!("careslot-api did not answer /healthz within {patience:?}")
-    }
-
-    /// Waits for `/readyz` (database and Redis reachable); answers when it first said yes, from `since`.
-    pub async fn ready(&self, since: Instant, patience: Duration) -> anyhow::Result<Duration> {
-        let client = crate::gql::client();
-        let url = format!("{}/readyz", self.base);
-        while since.elapsed() < patience {
-            if let Ok(response) = client.get(&url).send().await
-                && response.status().is_success()
-            {
-                return Ok(since.elapsed());
-            }
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        bail!("careslot-api was not ready within {patience:?}")
     }
 
     /// The websocket endpoint.
@@ -215,4 +206,18 @@ pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Waits for `/readyz` on `base`; answers when it first said yes, from `since`.
+async fn ready(client: &reqwest::Client, base: &str, since: Instant, patience: Duration) -> anyhow::Result<Duration> {
+    let url = format!("{base}/readyz");
+    while since.elapsed() < patience {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status().is_success()
+        {
+            return Ok(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    bail!("careslot-api was not ready within {patience:?}")
 }

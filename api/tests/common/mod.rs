@@ -90,14 +90,15 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         let client = careslot_tests::http();
         while Instant::now() < deadline {
-            if let Ok(response) = client.get(format!("{}/healthz", server.base)).send().await
+            // /healthz answers while the server still starts; /readyz once it serves.
+            if let Ok(response) = client.get(format!("{}/readyz", server.base)).send().await
                 && response.status().is_success()
             {
                 return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("careslot-api did not answer /healthz within 60 s");
+        panic!("careslot-api was not ready (/readyz) within 60 s");
     }
 
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
