@@ -12,6 +12,7 @@ mod m20261125_000004_job_trace_context;
 mod m20261125_000005_staff_locations;
 mod m20261125_000006_job_claim_indexes;
 mod m20261125_000007_audit_chainer;
+mod m20261129_000008_job_queue_partial_indexes;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_staff_locations::Migration),
             Box::new(m20261125_000006_job_claim_indexes::Migration),
             Box::new(m20261125_000007_audit_chainer::Migration),
+            Box::new(m20261129_000008_job_queue_partial_indexes::Migration),
         ]
     }
 }

@@ -138,7 +138,7 @@ impl Services {
             // SKIP LOCKED: concurrent claimers pass over each other's rows instead of
             // waiting for them, and never claim the same row twice. Lapsed leases
             // (work a dead worker left) come first; then due pending jobs, oldest
-            // first. Each half reads its own index (migration 000006), so a claim
+            // first. Each half reads its own partial index (migration 000008), so a claim
             // touches only the rows it takes however long the queue is.
             DbBackend::Postgres => format!(
                 "WITH lapsed AS (SELECT id FROM jobs WHERE status = 'running' AND lease_until <= $3 \
