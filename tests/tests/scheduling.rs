@@ -939,6 +939,57 @@ async fn bookings_in_a_dst_gap_are_refused(app: &TestApp) {
     assert!(dst_day.is_empty());
 }
 
+/// A refused crowd is answered from the instance's note of the winner; anything
+/// that frees the provider's time (a cancellation, a move) must end that at once.
+async fn a_freed_interval_can_be_booked_again_at_once(app: &TestApp) {
+    let clinic = Clinic::open(app).await;
+    let other = app
+        .create_patient(&clinic.staff, json!({ "name": "Other", "birthDate": "1970-01-01" }))
+        .await;
+    let first = clinic
+        .book(app, &clinic.staff, &clinic.patient, THU_10, json!({}))
+        .await;
+    let first = first.data()["bookAppointment"]["id"].as_str().expect("id").to_owned();
+    let refused = clinic.book(app, &clinic.staff, &other, THU_10, json!({})).await;
+    assert_eq!(refused.code(), "SLOT_UNAVAILABLE");
+
+    let cancelled = app
+        .gql(
+            Some(&clinic.staff),
+            "mutation($id: UUID!) { cancelAppointment(id: $id) { status } }",
+            json!({ "id": first }),
+        )
+        .await;
+    assert_eq!(cancelled.data()["cancelAppointment"]["status"], "CANCELLED");
+    let again = clinic.book(app, &clinic.staff, &other, THU_10, json!({})).await;
+    assert_eq!(
+        again.data()["bookAppointment"]["start"],
+        at(THU_10),
+        "a cancellation frees it at once"
+    );
+    let again = again.data()["bookAppointment"]["id"].as_str().expect("id").to_owned();
+
+    let moved = app
+        .gql(
+            Some(&clinic.staff),
+            "mutation($id: UUID!, $s: DateTime!) { rescheduleAppointment(id: $id, start: $s) { start } }",
+            json!({ "id": again, "s": "2026-11-26T16:00:00Z" }),
+        )
+        .await;
+    assert_eq!(
+        moved.data()["rescheduleAppointment"]["start"],
+        at("2026-11-26T16:00:00Z")
+    );
+    let back = clinic
+        .book(app, &clinic.staff, &clinic.patient, THU_10, json!({}))
+        .await;
+    assert_eq!(
+        back.data()["bookAppointment"]["start"],
+        at(THU_10),
+        "a move frees the old interval at once"
+    );
+}
+
 on_both_databases!(
     slots_follow_the_weekly_rules,
     rules_are_validated,
@@ -952,4 +1003,5 @@ on_both_databases!(
     appointment_lists_page_and_batch_their_lookups,
     events_follow_commits_only,
     bookings_in_a_dst_gap_are_refused,
+    a_freed_interval_can_be_booked_again_at_once,
 );

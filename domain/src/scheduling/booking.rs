@@ -103,6 +103,14 @@ impl Services {
         // The turn is held until the transaction has ended either way, so the
         // next writer of this provider finds the advisory lock free.
         let _turn = self.provider_turns.wait(input.provider_id).await;
+        // The crowd behind a winner learns from its note, not from the database.
+        let asked = Interval::new(
+            input.start,
+            input.start + chrono::Duration::minutes(kind.duration_minutes.into()),
+        );
+        if self.slot_cache.recently_taken(input.provider_id.0, asked) {
+            return Err(ServiceError::SlotUnavailable("the interval is not available".into()));
+        }
         let txn = self.db.begin().await?;
         let row = match self.book_locked(&txn, caller, actor, input, &kind, fingerprint).await {
             Ok(row) => row,
@@ -118,6 +126,7 @@ impl Services {
         txn.commit().await.map_err(booking_conflict)?;
         let appointment = Appointment::try_from(row)?;
         let taken = Interval::new(appointment.start, appointment.end);
+        self.slot_cache.note_taken(input.provider_id.0, taken);
         self.publish(events(
             &appointment,
             AppointmentEventKind::Created,

@@ -100,6 +100,8 @@ pub struct SlotCache {
     ttl: Duration,
     replica_grace: Duration,
     inner: Mutex<Inner>,
+    /// Intervals this instance booked a moment ago (kept in step by the same events).
+    taken: super::taken::RecentlyTaken,
 }
 
 impl std::fmt::Debug for SlotCache {
@@ -124,6 +126,7 @@ impl SlotCache {
             ttl,
             replica_grace: grace,
             inner: Mutex::new(Inner::default()),
+            taken: super::taken::RecentlyTaken::default(),
         }
     }
 
@@ -246,6 +249,21 @@ impl SlotCache {
             DomainEvent::Appointment(change) => change.provider_id.0,
         };
         self.invalidate(provider);
+        self.taken.on_event(event);
+    }
+
+    /// Notes that this instance booked `provider`'s `interval` (see [`super::taken`]);
+    /// nothing is noted when the cache is off.
+    pub fn note_taken(&self, provider: Uuid, interval: Interval) {
+        if !self.ttl.is_zero() {
+            self.taken.note(provider, interval);
+        }
+    }
+
+    /// True when this instance booked an interval of `provider` overlapping
+    /// `interval` a moment ago and nothing has freed time of the provider since.
+    pub fn recently_taken(&self, provider: Uuid, interval: Interval) -> bool {
+        self.taken.covers(provider, interval)
     }
 
     /// Drops every entry of `provider` and moves its generation on.
@@ -265,6 +283,7 @@ impl SlotCache {
             inner.epoch += 1;
             inner.providers.clear();
         });
+        self.taken.clear();
     }
 }
 

@@ -16,6 +16,7 @@ mod slots;
 mod snapshot;
 pub mod status;
 mod store;
+mod taken;
 mod workflow;
 
 pub use model::{Appointment, AppointmentFilter, Hold, NewBooking, NewTimeOff, Slot, SlotQuery, WeeklyRuleInput};
