@@ -188,6 +188,14 @@ impl Hub {
         self.live().len()
     }
 
+    /// Subscribers attached to executions now (tests).
+    pub fn subscribers(&self) -> usize {
+        self.live()
+            .values()
+            .map(|execution| execution.groups().values().map(|g| g.members.len()).sum::<usize>())
+            .sum()
+    }
+
     fn live(&self) -> MutexGuard<'_, HashMap<Arc<Key>, Arc<Execution>>> {
         self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
