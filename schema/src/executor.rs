@@ -52,7 +52,10 @@ impl CareslotSchema {
         );
         let (operation, mut response) = match self.prepare(request.into()) {
             Ok((request, operation)) => (operation, self.schema.execute(request).instrument(span.clone()).await),
-            Err((operation, error)) => (operation, Response::from_errors(vec![error])),
+            Err(rejected) => {
+                let (operation, error) = *rejected;
+                (operation, Response::from_errors(vec![error]))
+            }
         };
         add_codes(&mut response);
         // A request without a known type was meant as a query or mutation
@@ -88,7 +91,8 @@ impl CareslotSchema {
                     })
                     .boxed()
             }
-            Err((operation, error)) => {
+            Err(rejected) => {
+                let (operation, error) = *rejected;
                 let mut response = Response::from_errors(vec![error]);
                 add_codes(&mut response);
                 operation.record("subscription", &response, started);
@@ -109,14 +113,14 @@ impl CareslotSchema {
 
     /// The request with its document parsed (or taken from the cache) and
     /// checked, and what is known of its operation.
-    fn prepare(&self, mut request: Request) -> Result<(Request, Operation), (Operation, ServerError)> {
+    fn prepare(&self, mut request: Request) -> Result<(Request, Operation), Box<(Operation, ServerError)>> {
         let parsed = self
             .documents
             .parse(&request.query)
-            .map_err(|error| (Operation::unparsed(), error))?;
+            .map_err(|error| Box::new((Operation::unparsed(), error)))?;
         let operation = Operation::of(&parsed.document, request.operation_name.as_deref());
         if parsed.aliases > self.max_aliases {
-            return Err((operation, too_many(parsed.aliases, self.max_aliases)));
+            return Err(Box::new((operation, too_many(parsed.aliases, self.max_aliases))));
         }
         request.set_parsed_query(parsed.document.clone());
         Ok((request, operation))
