@@ -20,7 +20,11 @@
 //! that did would have to run per subscriber.
 //!
 //! A subscriber gets the results the execution produces after it joined, never
-//! earlier ones. The execution starts with its first subscriber (its resolver
+//! earlier ones: joining and delivering take the same lock. (An event already
+//! on the bus but not yet turned into a result when a subscriber joins, a
+//! window of microseconds, does reach it; the bus itself is no more precise,
+//! an event from another instance arriving through Redis a moment later.)
+//! The execution starts with its first subscriber (its resolver
 //! attaches to the bus then) and stops when the last one leaves. When it ends
 //! by itself (an error, or falling behind the bus with `missedEvents`) every
 //! subscriber gets that last result and `complete`.
