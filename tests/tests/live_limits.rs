@@ -218,3 +218,35 @@ async fn a_subscription_that_falls_behind_the_bus_is_told_and_completed() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn connections_are_pinged_in_their_protocol() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("CARESLOT_WS_KEEPALIVE_SECONDS", "1")]).await;
+    let addr = app.serve().await;
+    let token = app.admin().await;
+    for (protocol, legacy) in [("graphql-transport-ws", false), ("graphql-ws", true)] {
+        let mut request = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+        let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+        socket.send(Message::text(init.to_string())).await.expect("init");
+        assert!(next_json(&mut socket).await["type"] == "connection_ack");
+        // Two pings a second apart: the timer is set again after each.
+        for _ in 0..2 {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(3), socket.next())
+                .await
+                .expect("a ping within 3 s")
+                .expect("open")
+                .expect("frame");
+            if legacy {
+                assert_eq!(frame.to_text().expect("text"), r#"{"type":"ka"}"#);
+            } else {
+                assert!(frame.is_ping(), "{frame:?}");
+            }
+        }
+    }
+}

@@ -40,6 +40,7 @@ use schema::RequestCaller;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 use tracing::Instrument as _;
 
@@ -298,7 +299,13 @@ impl Session {
 /// Writes `message`, or gives up after SLOW_CLIENT_GRACE: a client that takes
 /// no frame for that long is not keeping up.
 async fn write(socket: &mut WebSocket, message: Message) -> Result<(), Ending> {
-    match tokio::time::timeout(SLOW_CLIENT_GRACE, socket.send(message)).await {
+    let mut send = std::pin::pin!(socket.send(message));
+    // Nearly every write completes at once (the kernel takes the frame); only
+    // one that has to wait needs a timer, which costs a clock read and more.
+    if let Poll::Ready(sent) = futures_util::poll!(send.as_mut()) {
+        return sent.map_err(|_| Ending::Done);
+    }
+    match tokio::time::timeout(SLOW_CLIENT_GRACE, send).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Ending::Done),
         Err(_) => Err(Ending::TooSlow),
@@ -363,13 +370,14 @@ async fn serve(
         local: SelectAll::new(),
     };
 
-    let mut keepalive = tokio::time::interval(app.ws.keepalive);
-    keepalive.reset();
-    let until_expiry = (expires_at - app.services.clock.now())
-        .to_std()
-        .unwrap_or(Duration::ZERO);
-    let expiry = tokio::time::sleep(until_expiry);
-    tokio::pin!(expiry);
+    // One timer for both the next ping and the token's expiry: the session
+    // polls it on every turn, and one is cheaper than two.
+    let expires = tokio::time::Instant::now()
+        + (expires_at - app.services.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+    let timer = tokio::time::sleep_until((tokio::time::Instant::now() + app.ws.keepalive).min(expires));
+    tokio::pin!(timer);
     let ending = loop {
         // Checked before every write: a connection whose queue overflowed lost
         // a frame and must not go on as if it had not.
@@ -395,11 +403,17 @@ async fn serve(
                     break Ending::Done;
                 }
             },
-            _ = keepalive.tick() => Some(match protocol {
-                Protocol::Legacy => Message::Text(Utf8Bytes::from_static(protocol::KEEP_ALIVE)),
-                Protocol::TransportWs => Message::Ping(Bytes::new()),
-            }),
-            () = &mut expiry => break Ending::Expired,
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= expires {
+                    break Ending::Expired;
+                }
+                timer.as_mut().reset((now + app.ws.keepalive).min(expires));
+                Some(match protocol {
+                    Protocol::Legacy => Message::Text(Utf8Bytes::from_static(protocol::KEEP_ALIVE)),
+                    Protocol::TransportWs => Message::Ping(Bytes::new()),
+                })
+            }
         };
         if let Some(message) = message
             && let Err(ending) = write(&mut socket, message).await
