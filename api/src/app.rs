@@ -164,6 +164,7 @@ impl App {
             keepalive: std::time::Duration::from_secs(settings.ws_keepalive_seconds),
             send_buffer: settings.ws_send_buffer,
             open: Default::default(),
+            hub: crate::ws::hub::Hub::new(schema.clone()),
         });
         Ok(Self(Arc::new(AppParts {
             settings: Arc::new(settings),

@@ -101,6 +101,16 @@ impl CareslotSchema {
         }
     }
 
+    /// Whether `query` (with `operation_name` chosen from it) is a
+    /// subscription. Answers from the document cache, so asking costs a lookup
+    /// for documents clients send again and again; a document that does not
+    /// parse is not a subscription (running it answers with its error).
+    pub fn is_subscription(&self, query: &str, operation_name: Option<&str>) -> bool {
+        self.documents
+            .parse(query)
+            .is_ok_and(|parsed| Operation::of(&parsed.document, operation_name).kind == Some("subscription"))
+    }
+
     /// The request with its document parsed (or taken from the cache) and
     /// checked, and what is known of its operation.
     fn prepare(&self, mut request: Request) -> Result<(Request, Operation), Box<(Operation, ServerError)>> {

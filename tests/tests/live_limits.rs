@@ -6,6 +6,8 @@ use careslot_tests::{Backend, TestApp};
 use domain::events::{DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -67,29 +69,42 @@ async fn a_client_that_stops_reading_is_closed_and_others_go_on() {
 
     // The reader keeps reading while far more is published than the kernel's
     // socket buffers and the stalled client's queue can hold.
-    let reading = tokio::spawn(async move {
-        let mut received = 0usize;
-        while let Ok(Some(Ok(frame))) = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next()).await {
-            if frame.is_text() {
-                received += 1;
+    let read = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
+    let reading = tokio::spawn({
+        let read = read.clone();
+        async move {
+            while let Ok(Some(Ok(frame))) = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next()).await
+            {
+                if frame.is_text() {
+                    read.0.fetch_add(1, Ordering::SeqCst);
+                    read.1.notify_one();
+                }
             }
+            read.0.load(Ordering::SeqCst)
         }
-        received
     });
-    // Publish, paced so the bus does not outrun the reader (a subscription that
-    // falls 4,096 events behind is ended), until the server lets the stalled client go.
+    // Publish until the server lets the stalled client go, never more than
+    // IN_FLIGHT events ahead of what the reader has received. Paced by the
+    // reader itself, not by the clock: however loaded the machine, the
+    // reader's queue (8) never fills and the shared subscription never falls
+    // behind the bus (4,096), so the one connection that overflows its queue
+    // is the stalled one. (Paced by the clock, a busy machine let the reader
+    // or the bus fall behind first, and the test failed about 2 runs in 3.)
+    const IN_FLIGHT: usize = 4;
     let started = std::time::Instant::now();
-    let mut i = 0;
-    while app.app.ws.open.load(std::sync::atomic::Ordering::SeqCst) > 1 {
+    let mut published = 0usize;
+    while app.app.ws.open.load(Ordering::SeqCst) > 1 {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "the stalled client was never closed"
         );
-        app.app.services.bus.publish(event(provider, i)).await;
-        i += 1;
-        if i % 20 == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        if published - read.0.load(Ordering::SeqCst) >= IN_FLIGHT {
+            // Woken by the reader; the timeout re-checks whether the stalled client is gone.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), read.1.notified()).await;
+            continue;
         }
+        app.app.services.bus.publish(event(provider, published as i64)).await;
+        published += 1;
     }
     let metrics = api::telemetry::prometheus().render();
     assert!(
@@ -202,4 +217,36 @@ async fn a_subscription_that_falls_behind_the_bus_is_told_and_completed() {
         metrics.contains("careslot_subscription_events_dropped_total"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn connections_are_pinged_in_their_protocol() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("CARESLOT_WS_KEEPALIVE_SECONDS", "1")]).await;
+    let addr = app.serve().await;
+    let token = app.admin().await;
+    for (protocol, legacy) in [("graphql-transport-ws", false), ("graphql-ws", true)] {
+        let mut request = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+        let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+        socket.send(Message::text(init.to_string())).await.expect("init");
+        assert!(next_json(&mut socket).await["type"] == "connection_ack");
+        // Two pings a second apart: the timer is set again after each.
+        for _ in 0..2 {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(3), socket.next())
+                .await
+                .expect("a ping within 3 s")
+                .expect("open")
+                .expect("frame");
+            if legacy {
+                assert_eq!(frame.to_text().expect("text"), r#"{"type":"ka"}"#);
+            } else {
+                assert!(frame.is_ping(), "{frame:?}");
+            }
+        }
+    }
 }
