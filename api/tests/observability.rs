@@ -120,14 +120,15 @@ async fn start_logging_to(dir: &std::path::Path, log: &std::path::Path, env: &[(
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(response) = careslot_tests::get(&format!("{}/healthz", server.base)).await
+        // /healthz answers while the server still starts; /readyz once it serves.
+        if let Ok(response) = careslot_tests::get(&format!("{}/readyz", server.base)).await
             && response.status().is_success()
         {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("careslot-api did not answer /healthz within 60 s");
+    panic!("careslot-api was not ready (/readyz) within 60 s");
 }
 
 /// The value of the series `name{labels}` (labels as written by the exporter).
@@ -306,7 +307,7 @@ async fn a_booking_is_one_trace_across_api_and_worker_with_metrics_and_no_phi_in
         5.0,
     );
     at_least(
-        "careslot_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}",
+        "careslot_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}",
         1.0,
     );
     at_least(
