@@ -405,11 +405,20 @@ async fn nginx_from_deploy_serves_two_instances_over_tls() {
         assert_eq!(change["appointment"]["id"], id.as_str());
     }
 
-    // Both instances served requests through the upstream.
-    let log = std::fs::read_to_string(nginx.dir.path().join("access.log")).unwrap_or_default();
-    for instance in [&a, &b] {
-        let address = instance.base.trim_start_matches("http://");
-        assert!(log.contains(address), "no request reached {address}:\n{log}");
+    // Both instances served requests through the upstream. nginx writes a
+    // request's line after its answer has left, so on a loaded machine the
+    // last line may trail the answer: read until both appear, for a while.
+    let addresses = [&a, &b].map(|instance| instance.base.trim_start_matches("http://").to_owned());
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(nginx.dir.path().join("access.log")).unwrap_or_default();
+        if addresses.iter().all(|address| log.contains(address.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for address in &addresses {
+        assert!(log.contains(address.as_str()), "no request reached {address}:\n{log}");
     }
 
     // The per-IP limit: a burst far above 20/s + 40 is cut with 429s, which
