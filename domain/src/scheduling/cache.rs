@@ -7,7 +7,8 @@
 //! instance synchronously (so a caller sees their own booking at once), events
 //! of other instances when they arrive over the bus. A load that started
 //! before an invalidation is not stored (a generation per provider tells), and
-//! every entry also expires after a time-to-live, which bounds staleness where
+//! every entry also expires after a time-to-live (less up to a quarter, at
+//! random, so entries filled together expire apart), which bounds staleness where
 //! no event can help (a lost bus message). Reading a replica, a load shortly
 //! after an invalidation may still see the old state; such loads are served
 //! but not kept (the replica grace), so the cache never stretches replication
@@ -238,8 +239,18 @@ impl SlotCache {
                 inner.providers.clear();
                 inner.entries = 0;
             }
-            f(inner, Instant::now());
+            f(inner, self.jittered_now());
         });
+    }
+
+    /// Now, back-dated by up to a quarter of the time-to-live: entries filled
+    /// together (a busy minute's searches) then expire spread over that
+    /// quarter instead of all at once, so their refills do not queue up
+    /// behind each other on the database in one burst.
+    fn jittered_now(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_sub(self.ttl.mul_f64(rand::random::<f64>() / 4.0))
+            .unwrap_or(now)
     }
 
     /// Drops what `event` may have changed.
@@ -386,6 +397,24 @@ mod tests {
         assert!(short.occupancy(provider, range).is_some());
         std::thread::sleep(Duration::from_millis(30));
         assert!(short.occupancy(provider, range).is_none());
+    }
+
+    #[test]
+    fn entries_filled_together_expire_apart() {
+        let cache = SlotCache::new(Duration::from_secs(2));
+        let range = Interval::new(at(0), at(600));
+        let providers: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+        for provider in &providers {
+            cache.fill_occupancy(*provider, range, cache.generation(*provider), occupied());
+        }
+        assert!(providers.iter().all(|p| cache.occupancy(*p, range).is_some()));
+        // Each entry lives between 1.5 s and 2 s: at 1.75 s about half are gone.
+        std::thread::sleep(Duration::from_millis(1750));
+        let live = providers
+            .iter()
+            .filter(|p| cache.occupancy(**p, range).is_some())
+            .count();
+        assert!(live > 0 && live < providers.len(), "{live} of 100 still live");
     }
 
     #[test]
