@@ -12,7 +12,9 @@
 //! no event can help (a lost bus message). Reading a replica, a load shortly
 //! after an invalidation may still see the old state; such loads are served
 //! but not kept (the replica grace), so the cache never stretches replication
-//! lag. Bookings never read the cache: they re-check on the primary.
+//! lag. Bookings read from it only what never changes (types, locations) and
+//! the notes of this instance's recent bookings (`taken`, which can only
+//! refuse); they check availability on the primary.
 
 use super::availability::{Busy, Interval, Occupancy, Schedule};
 use crate::events::DomainEvent;
