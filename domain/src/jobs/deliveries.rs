@@ -10,7 +10,7 @@
 //! accepted (the common case: the call hangs, the process is killed) loses
 //! nothing.
 
-use super::model::{ClaimedJob, JobStatus};
+use super::model::ClaimedJob;
 use crate::error::ServiceResult;
 use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
@@ -161,7 +161,9 @@ impl Services {
                     .select_only()
                     .column(job::Column::Id)
                     .filter(job::Column::Id.is_in(chunk.iter().copied()))
-                    .filter(job::Column::Status.eq(JobStatus::Running.code()))
+                    // The lease token alone says the job is running under this
+                    // claim (see `claim_jobs`); repeating `status = 'running'`
+                    // lets the planner walk the partial index of running jobs.
                     .filter(job::Column::LeaseOwner.eq(token))
                     .filter(job::Column::LeaseUntil.gt(now + call_time))
                     .into_tuple()

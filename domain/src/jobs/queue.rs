@@ -128,6 +128,11 @@ const COLUMNS: &str = "id, kind, payload, status, run_at, attempts, max_attempts
 impl Services {
     /// Claims up to `options.limit` due jobs for one lease: running jobs whose
     /// lease lapsed first, then pending jobs whose `run_at` passed, oldest first.
+    ///
+    /// A lease token is written only here, together with `running`, and every
+    /// way out of `running` clears it (or a later claim replaces it): a row
+    /// carrying a token is running under that claim. Checks of a claim filter
+    /// on the token alone for that reason.
     #[tracing::instrument(name = "jobs.claim", skip_all)]
     pub async fn claim_jobs(&self, options: &ClaimOptions) -> ServiceResult<Vec<ClaimedJob>> {
         let now = self.clock.now();
@@ -270,7 +275,7 @@ impl Services {
                     .col_expr(job::Column::LeaseOwner, Expr::value(None::<String>))
                     .col_expr(job::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
                     .filter(job::Column::Id.is_in(chunk.iter().copied()))
-                    .filter(job::Column::Status.eq(JobStatus::Running.code()))
+                    // The token alone means "running under this claim"; see `claim_jobs`.
                     .filter(job::Column::LeaseOwner.eq(token))
                     .into_query();
                 // RETURNING (PostgreSQL, SQLite 3.35+) names exactly the rows this claim still held.
