@@ -1,0 +1,44 @@
+//! Autovacuum for the job queue's table, tuned as queue tables need.
+//!
+//! Every claim and finish rewrites a job's row, and the claim reads its
+//! partial index from the oldest due job: until a vacuum removes them, the
+//! dead entries that claimed jobs leave at the front of that index are walked
+//! by every later claim (BENCHMARKS.md: a claim of 200 cost 34 ms with tens
+//! of thousands of them). PostgreSQL's defaults vacuum a table once a fifth
+//! of it is dead; the queue is vacuumed after 1,000 dead rows plus 1%, without
+//! cost-based pauses, and analyzed as often, so claims stay short and the
+//! planner's picture of pending and running jobs stays current. PostgreSQL
+//! only; SQLite has no vacuum daemon to tune.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+/// See the module documentation.
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const UP: &str = "ALTER TABLE jobs SET (\
+    autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0.01, \
+    autovacuum_analyze_threshold = 1000, autovacuum_analyze_scale_factor = 0.01, \
+    autovacuum_vacuum_cost_delay = 0)";
+const DOWN: &str = "ALTER TABLE jobs RESET (\
+    autovacuum_vacuum_threshold, autovacuum_vacuum_scale_factor, \
+    autovacuum_analyze_threshold, autovacuum_analyze_scale_factor, \
+    autovacuum_vacuum_cost_delay)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Postgres {
+            manager.get_connection().execute_unprepared(UP).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Postgres {
+            manager.get_connection().execute_unprepared(DOWN).await?;
+        }
+        Ok(())
+    }
+}
