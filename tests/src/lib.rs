@@ -18,6 +18,7 @@ pub mod clinic;
 mod fixtures;
 pub mod peers;
 pub mod postgres;
+pub mod ws;
 
 /// An HTTP client for tests. The workspace builds reqwest with rustls and no
 /// crypto provider of its own (one backend only: ring), so the provider is

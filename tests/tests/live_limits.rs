@@ -2,16 +2,14 @@
 //! send queue overflows, without holding anyone else up; an instance refuses
 //! connections beyond its limit.
 
+use careslot_tests::ws::{Socket, initialized, next_json, slot_event as event};
 use careslot_tests::{Backend, TestApp};
-use domain::events::{DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn subscribed(addr: std::net::SocketAddr, token: &str, provider: uuid::Uuid) -> Socket {
     let mut request = format!("ws://{addr}/graphql/ws")
@@ -41,20 +39,6 @@ async fn subscribed(addr: std::net::SocketAddr, token: &str, provider: uuid::Uui
         .await
         .expect("subscribe");
     socket
-}
-
-fn event(provider: uuid::Uuid, i: i64) -> DomainEvent {
-    let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
-        .expect("time")
-        .to_utc()
-        + chrono::Duration::minutes(i);
-    DomainEvent::Slot(SlotEvent {
-        provider_id: provider.into(),
-        start,
-        end: start + chrono::Duration::minutes(1),
-        status: SlotStatus::Busy,
-        reason: SlotChangeReason::Booked,
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,20 +140,6 @@ async fn an_instance_refuses_connections_beyond_its_limit() {
     }
 }
 
-/// The next text frame as JSON, skipping pings; panics after 10 s.
-async fn next_json(socket: &mut Socket) -> serde_json::Value {
-    loop {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the connection is open")
-            .expect("a frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(&text).expect("json");
-        }
-    }
-}
-
 // One thread: the burst below runs without yielding, so the subscription cannot
 // read the bus while it is published and must fall behind.
 #[tokio::test]
@@ -225,16 +195,7 @@ async fn connections_are_pinged_in_their_protocol() {
     let addr = app.serve().await;
     let token = app.admin().await;
     for (protocol, legacy) in [("graphql-transport-ws", false), ("graphql-ws", true)] {
-        let mut request = format!("ws://{addr}/graphql/ws")
-            .into_client_request()
-            .expect("request");
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
-        let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
-        socket.send(Message::text(init.to_string())).await.expect("init");
-        assert!(next_json(&mut socket).await["type"] == "connection_ack");
+        let mut socket = initialized(addr, &token, protocol).await;
         // Two pings a second apart: the timer is set again after each.
         for _ in 0..2 {
             let frame = tokio::time::timeout(std::time::Duration::from_secs(3), socket.next())

@@ -3,33 +3,14 @@
 //! different actors never share; a late subscriber gets only later events; a
 //! subscriber leaving does not stop the others, the last one stops the execution.
 
+use careslot_tests::ws::{Socket, initialized, next_json, slot_event as event};
 use careslot_tests::{Backend, TestApp};
-use domain::events::{DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const SLOTS: &str = "subscription($p: UUID!) { slotsChanged(providerId: $p, from: \"2026-01-01T00:00:00Z\", to: \"2027-01-01T00:00:00Z\") { providerId start reason } }";
-
-/// A connection past `connection_init` in `protocol`.
-async fn connect(addr: std::net::SocketAddr, token: &str, protocol: &str) -> Socket {
-    let mut request = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .expect("request");
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.expect("connects");
-    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
-    socket.send(Message::text(init.to_string())).await.expect("init");
-    assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
-    socket
-}
 
 /// Starts operation `id` (`subscribe`, or `start` in the legacy protocol).
 async fn start(socket: &mut Socket, kind: &str, id: &str, query: &str, variables: Value) {
@@ -38,20 +19,6 @@ async fn start(socket: &mut Socket, kind: &str, id: &str, query: &str, variables
         .send(Message::text(message.to_string()))
         .await
         .expect("subscribe");
-}
-
-/// The next text frame as JSON, skipping pings; panics after 10 s.
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the connection is open")
-            .expect("a frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(&text).expect("json");
-        }
-    }
 }
 
 /// Whether a text frame arrives within `wait`.
@@ -76,20 +43,6 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-fn event(provider: uuid::Uuid, minute: i64) -> DomainEvent {
-    let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
-        .expect("time")
-        .to_utc()
-        + chrono::Duration::minutes(minute);
-    DomainEvent::Slot(SlotEvent {
-        provider_id: provider.into(),
-        start,
-        end: start + chrono::Duration::minutes(1),
-        status: SlotStatus::Busy,
-        reason: SlotChangeReason::Booked,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_of_one_subscription_share_its_execution_and_its_events() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -98,9 +51,9 @@ async fn subscribers_of_one_subscription_share_its_execution_and_its_events() {
     let hub = app.app.ws.hub.clone();
     let provider = uuid::Uuid::new_v4();
     let variables = json!({ "p": provider });
-    let mut one = connect(addr, &token, "graphql-transport-ws").await;
-    let mut two = connect(addr, &token, "graphql-transport-ws").await;
-    let mut legacy = connect(addr, &token, "graphql-ws").await;
+    let mut one = initialized(addr, &token, "graphql-transport-ws").await;
+    let mut two = initialized(addr, &token, "graphql-transport-ws").await;
+    let mut legacy = initialized(addr, &token, "graphql-ws").await;
     start(&mut one, "subscribe", "1", SLOTS, variables.clone()).await;
     start(&mut two, "subscribe", "1", SLOTS, variables.clone()).await;
     start(&mut legacy, "start", "x", SLOTS, variables.clone()).await;
@@ -148,10 +101,10 @@ async fn different_callers_never_share_an_execution() {
     // they shared, the staff member would get what the admin is shown.
     let appointments =
         "subscription($l: UUID!) { appointmentsChanged(locationId: $l) { kind appointment { id patient { name } } } }";
-    let mut admins = connect(addr, &admin, "graphql-transport-ws").await;
+    let mut admins = initialized(addr, &admin, "graphql-transport-ws").await;
     start(&mut admins, "subscribe", "1", appointments, json!({ "l": here })).await;
     until("the admin's subscription", || hub.subscribers() == 1).await;
-    let mut staffs = connect(addr, &staff, "graphql-transport-ws").await;
+    let mut staffs = initialized(addr, &staff, "graphql-transport-ws").await;
     start(&mut staffs, "subscribe", "1", appointments, json!({ "l": here })).await;
     let refused = next_json(&mut staffs).await;
     assert_eq!(refused["type"], "next", "{refused}");
@@ -172,7 +125,7 @@ async fn different_callers_never_share_an_execution() {
     let provider = uuid::Uuid::new_v4();
     let mut sockets = Vec::new();
     for token in [&admin, &staff, &second_admin] {
-        let mut socket = connect(addr, token, "graphql-transport-ws").await;
+        let mut socket = initialized(addr, token, "graphql-transport-ws").await;
         start(&mut socket, "subscribe", "1", SLOTS, json!({ "p": provider })).await;
         sockets.push(socket);
     }
@@ -195,13 +148,13 @@ async fn a_late_subscriber_gets_only_later_events_and_a_leaving_one_stops_no_one
     let variables = json!({ "p": provider });
     let minute = |message: &Value| message["payload"]["data"]["slotsChanged"]["start"].clone();
 
-    let mut early = connect(addr, &token, "graphql-transport-ws").await;
+    let mut early = initialized(addr, &token, "graphql-transport-ws").await;
     start(&mut early, "subscribe", "1", SLOTS, variables.clone()).await;
     until("the first subscriber", || hub.subscribers() == 1).await;
     app.app.services.bus.publish(event(provider, 1)).await;
     assert_eq!(minute(&next_json(&mut early).await), "2026-06-01T00:01:00+00:00");
 
-    let mut late = connect(addr, &token, "graphql-transport-ws").await;
+    let mut late = initialized(addr, &token, "graphql-transport-ws").await;
     start(&mut late, "subscribe", "7", SLOTS, variables.clone()).await;
     until("the late subscriber", || hub.subscribers() == 2).await;
     assert_eq!(hub.executions(), 1, "the late one joined the running execution");
@@ -237,7 +190,7 @@ async fn a_failing_subscription_answers_each_subscriber_and_completes() {
     let hub = app.app.ws.hub.clone();
     let backwards = "subscription($p: UUID!) { slotsChanged(providerId: $p, from: \"2027-01-01T00:00:00Z\", to: \"2026-01-01T00:00:00Z\") { start } }";
     for id in ["a", "b"] {
-        let mut socket = connect(addr, &token, "graphql-transport-ws").await;
+        let mut socket = initialized(addr, &token, "graphql-transport-ws").await;
         start(
             &mut socket,
             "subscribe",

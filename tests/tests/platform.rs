@@ -1,13 +1,13 @@
 //! What every request relies on: PHI encrypted at rest, the audit trail, probes,
 //! limits, errors that leak nothing, and the websocket endpoint.
 
+use careslot_tests::ws::{Socket, open as connect};
 use careslot_tests::{TestApp, on_both_databases};
 use domain::events::{DomainEvent, SlotChangeReason, SlotEvent, SlotStatus};
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const NAME: &str = "Zebulon Quintavius";
 const EMAIL: &str = "zebulon.q@example.org";
@@ -242,22 +242,6 @@ async fn aliases_and_batches_are_bounded() {
         )
         .await;
     assert!((400..500).contains(&status), "a batch answered {status}: {body}");
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(addr: std::net::SocketAddr, protocol: &str) -> Socket {
-    let mut request = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .expect("request");
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-    let (socket, response) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("websocket connects");
-    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-    socket
 }
 
 async fn next_json(socket: &mut Socket) -> Value {
