@@ -14,6 +14,7 @@ use crate::error::ServiceResult;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use entity::location;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 /// The facts about one provider around one interval.
@@ -55,43 +56,7 @@ pub(super) async fn read(conn: &impl ConnectionTrait, around: Around<'_>) -> Ser
     let from = around.interval.start - OCCUPANCY_MARGIN;
     let to = around.interval.end + OCCUPANCY_MARGIN;
     let statuses = blocking_codes();
-    // Typed NULLs keep PostgreSQL's UNION columns typed; SQLite has no casts.
-    let null = |ty: &str| match backend {
-        DbBackend::Postgres => format!("NULL::{ty}"),
-        _ => "NULL".to_owned(),
-    };
-    let (int, ts, id, date) = (null("integer"), null("timestamptz"), null("uuid"), null("date"));
-    let p = |n: usize| match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    };
-    // $1 location, $2 provider, $3 from, $4 to, $5 now, $6 user, $7 moving, $8.. statuses
-    let moving = if around.moving.is_some() {
-        format!("AND a.id <> {}", p(7))
-    } else {
-        String::new()
-    };
-    let status_list = (0..statuses.len()).map(|i| p(8 + i)).collect::<Vec<_>>().join(", ");
-    let sql = format!(
-        "SELECT {RULE} AS part, r.weekday AS a, r.start_minute AS b, r.end_minute AS c, {ts} AS s, {ts} AS e, {ts} AS x, {id} AS u, {date} AS d \
-           FROM availability_rules r WHERE r.location_id = {l} AND r.provider_id = {pr} \
-         UNION ALL SELECT {CLOSED}, {int}, {int}, {int}, {ts}, {ts}, {ts}, {id}, c.closed_on \
-           FROM location_closed_dates c WHERE c.location_id = {l} \
-         UNION ALL SELECT {TIME_OFF}, {int}, {int}, {int}, t.start_at, t.end_at, {ts}, {id}, {date} \
-           FROM time_off t WHERE t.provider_id = {pr} AND t.start_at < {to} AND t.end_at > {from} \
-         UNION ALL SELECT {APPOINTMENT}, y.buffer_before_minutes, y.buffer_after_minutes, {int}, a.start_at, a.end_at, {ts}, {id}, {date} \
-           FROM appointments a LEFT JOIN appointment_types y ON y.id = a.appointment_type_id \
-           WHERE a.provider_id = {pr} AND a.status IN ({status_list}) AND a.start_at < {to} AND a.end_at > {from} {moving} \
-         UNION ALL SELECT {HOLD}, {int}, {int}, {int}, h.start_at, h.end_at, h.expires_at, h.held_by, {date} \
-           FROM holds h WHERE h.provider_id = {pr} AND h.start_at < {to} AND h.end_at > {from} \
-           AND (h.expires_at > {now} OR h.held_by = {user})",
-        l = p(1),
-        pr = p(2),
-        from = p(3),
-        to = p(4),
-        now = p(5),
-        user = p(6),
-    );
+    let sql = statement_text(backend, around.moving.is_some());
     let mut values: Vec<Value> = vec![
         around.location.id.into(),
         around.provider.into(),
@@ -143,4 +108,55 @@ pub(super) async fn read(conn: &impl ConnectionTrait, around: Around<'_>) -> Ser
         })
     };
     Ok(Snapshot { schedule, occupancy })
+}
+
+/// The snapshot statement's text for `backend`, with or without the clause
+/// leaving out the appointment being moved: built once per process, not per
+/// write (it depends on nothing else).
+fn statement_text(backend: DbBackend, moving: bool) -> &'static str {
+    static TEXTS: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+    let slot = usize::from(backend == DbBackend::Postgres) * 2 + usize::from(moving);
+    TEXTS[slot].get_or_init(|| build_statement_text(backend, moving))
+}
+
+/// Builds what [`statement_text`] keeps.
+fn build_statement_text(backend: DbBackend, moving: bool) -> String {
+    let statuses = blocking_codes();
+    // Typed NULLs keep PostgreSQL's UNION columns typed; SQLite has no casts.
+    let null = |ty: &str| match backend {
+        DbBackend::Postgres => format!("NULL::{ty}"),
+        _ => "NULL".to_owned(),
+    };
+    let (int, ts, id, date) = (null("integer"), null("timestamptz"), null("uuid"), null("date"));
+    let p = |n: usize| match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    };
+    // $1 location, $2 provider, $3 from, $4 to, $5 now, $6 user, $7 moving, $8.. statuses
+    let moving = if moving {
+        format!("AND a.id <> {}", p(7))
+    } else {
+        String::new()
+    };
+    let status_list = (0..statuses.len()).map(|i| p(8 + i)).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {RULE} AS part, r.weekday AS a, r.start_minute AS b, r.end_minute AS c, {ts} AS s, {ts} AS e, {ts} AS x, {id} AS u, {date} AS d \
+           FROM availability_rules r WHERE r.location_id = {l} AND r.provider_id = {pr} \
+         UNION ALL SELECT {CLOSED}, {int}, {int}, {int}, {ts}, {ts}, {ts}, {id}, c.closed_on \
+           FROM location_closed_dates c WHERE c.location_id = {l} \
+         UNION ALL SELECT {TIME_OFF}, {int}, {int}, {int}, t.start_at, t.end_at, {ts}, {id}, {date} \
+           FROM time_off t WHERE t.provider_id = {pr} AND t.start_at < {to} AND t.end_at > {from} \
+         UNION ALL SELECT {APPOINTMENT}, y.buffer_before_minutes, y.buffer_after_minutes, {int}, a.start_at, a.end_at, {ts}, {id}, {date} \
+           FROM appointments a LEFT JOIN appointment_types y ON y.id = a.appointment_type_id \
+           WHERE a.provider_id = {pr} AND a.status IN ({status_list}) AND a.start_at < {to} AND a.end_at > {from} {moving} \
+         UNION ALL SELECT {HOLD}, {int}, {int}, {int}, h.start_at, h.end_at, h.expires_at, h.held_by, {date} \
+           FROM holds h WHERE h.provider_id = {pr} AND h.start_at < {to} AND h.end_at > {from} \
+           AND (h.expires_at > {now} OR h.held_by = {user})",
+        l = p(1),
+        pr = p(2),
+        from = p(3),
+        to = p(4),
+        now = p(5),
+        user = p(6),
+    )
 }
