@@ -2,7 +2,7 @@
 //! the provider's lock, with PostgreSQL's exclusion constraint as the last word.
 
 use super::availability::Interval;
-use super::lock::{lock_provider, lock_provider_of_booking};
+use super::lock::lock_provider_of_booking;
 use super::model::{Appointment, NewBooking};
 use super::slots::Request;
 use super::status::AppointmentStatus;
@@ -267,9 +267,7 @@ impl Services {
             return Appointment::try_from(current);
         }
         let kind = self.appointment_type_row(&self.db, current.appointment_type_id).await?;
-        let _turn = self.provider_turns.wait(ProviderId(current.provider_id)).await;
-        let txn = self.db.begin().await?;
-        lock_provider(&txn, ProviderId(current.provider_id)).await?;
+        let (_turn, txn) = self.begin_as_writer_of(ProviderId(current.provider_id)).await?;
         let bookable = self
             .check_bookable(
                 &txn,

@@ -2,7 +2,6 @@
 //! An expired hold frees itself: every query ignores holds past `expires_at`;
 //! a sweep may delete the rows later.
 
-use super::lock::lock_provider;
 use super::model::Hold;
 use super::slots::Request;
 use crate::auth::Role;
@@ -12,9 +11,7 @@ use crate::ids::{AppointmentTypeId, HoldId, ProviderId};
 use crate::services::{Caller, Services};
 use chrono::{DateTime, Utc};
 use entity::hold;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter};
 
 /// How many live holds one user may keep at once.
 pub const MAX_LIVE_HOLDS: u64 = 5;
@@ -37,9 +34,7 @@ impl Services {
             actor.require_manages(kind.location_id.into())?;
         }
         let now = self.clock.now();
-        let _turn = self.provider_turns.wait(provider_id).await;
-        let txn = self.db.begin().await?;
-        lock_provider(&txn, provider_id).await?;
+        let (_turn, txn) = self.begin_as_writer_of(provider_id).await?;
         let mine = hold::Entity::find()
             .filter(hold::Column::HeldBy.eq(actor.user_id.0))
             .filter(hold::Column::ExpiresAt.gt(now));

@@ -12,7 +12,7 @@ use crate::ids::{PatientId, ProviderId};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 /// Takes the provider's lock for the rest of the transaction `txn`.
-pub async fn lock_provider(txn: &impl ConnectionTrait, provider: ProviderId) -> ServiceResult<()> {
+async fn lock_provider(txn: &impl ConnectionTrait, provider: ProviderId) -> ServiceResult<()> {
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -68,6 +68,22 @@ fn lock_key(provider: ProviderId) -> i64 {
     high.copy_from_slice(&bytes[..8]);
     low.copy_from_slice(&bytes[8..]);
     i64::from_be_bytes(high) ^ i64::from_be_bytes(low)
+}
+
+impl crate::services::Services {
+    /// Begins a transaction as a writer of `provider`: its turn in this
+    /// process first (see [`ProviderTurns`]), then its lock across instances.
+    /// Keep the turn until the transaction has ended.
+    pub(crate) async fn begin_as_writer_of(
+        &self,
+        provider: ProviderId,
+    ) -> ServiceResult<(tokio::sync::MutexGuard<'_, ()>, sea_orm::DatabaseTransaction)> {
+        use sea_orm::TransactionTrait;
+        let turn = self.provider_turns.wait(provider).await;
+        let txn = self.db.begin().await?;
+        lock_provider(&txn, provider).await?;
+        Ok((turn, txn))
+    }
 }
 
 /// Stripes of [`ProviderTurns`]: enough that two of a clinic's providers

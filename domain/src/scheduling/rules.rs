@@ -10,7 +10,7 @@ use crate::ids::{LocationId, ProviderId};
 use crate::services::{Caller, Services};
 use chrono::{Duration, NaiveDate};
 use entity::{availability_rule, location_closed_date, provider_location, time_off};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 const MAX_RULES: usize = 70;
@@ -88,9 +88,7 @@ impl Services {
         }
         let parsed = parse_rules(&rules)?;
         let now = self.clock.now();
-        let _turn = self.provider_turns.wait(provider_id).await;
-        let txn = self.db.begin().await?;
-        super::lock::lock_provider(&txn, provider_id).await?;
+        let (_turn, txn) = self.begin_as_writer_of(provider_id).await?;
         availability_rule::Entity::delete_many()
             .filter(availability_rule::Column::ProviderId.eq(provider_id.0))
             .filter(availability_rule::Column::LocationId.eq(location_id.0))
