@@ -84,6 +84,8 @@ pub struct Services {
     pub slot_cache: std::sync::Arc<crate::scheduling::SlotCache>,
     /// Writers of one provider take turns here before they take a connection.
     pub provider_turns: std::sync::Arc<crate::scheduling::ProviderTurns>,
+    /// Bookings waiting to be written together (group commit).
+    pub booking_batches: std::sync::Arc<crate::scheduling::BookingBatches>,
 }
 
 /// Who is calling and from where: what every service operation receives.

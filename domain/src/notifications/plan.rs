@@ -14,11 +14,16 @@ use entity::appointment;
 use sea_orm::ConnectionTrait;
 
 impl Services {
-    /// Jobs of a new booking, written in one statement.
-    pub(crate) async fn plan_booked(&self, txn: &impl ConnectionTrait, row: &appointment::Model) -> ServiceResult<()> {
+    /// The jobs of a new booking (its confirmation and its reminders), for
+    /// the caller to write: a batch of bookings writes all of theirs at once.
+    pub(crate) async fn booked_jobs(
+        &self,
+        conn: &impl ConnectionTrait,
+        row: &appointment::Model,
+    ) -> ServiceResult<Vec<NewJob>> {
         let mut jobs = vec![self.notice(row, JobKind::Confirmation)];
-        jobs.extend(self.reminders(txn, row).await?);
-        enqueue_all(txn, jobs, self.clock.now()).await
+        jobs.extend(self.reminders(conn, row).await?);
+        Ok(jobs)
     }
 
     /// Jobs of a reschedule: reminders move, a notice goes out.

@@ -85,31 +85,45 @@ pub async fn write_audits<C: ConnectionTrait>(
     meta: &RequestMeta,
     records: Vec<AuditRecord>,
 ) -> ServiceResult<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
+    write_audits_of(conn, clock, records.into_iter().map(|record| (actor, meta, record))).await
+}
+
+/// Appends records of several callers (each with its actor and request) on
+/// `conn` in one statement, as [`write_audits`] does for one caller: a batch
+/// of bookings writes its records together.
+pub async fn write_audits_of<'a, C: ConnectionTrait>(
+    conn: &C,
+    clock: &dyn Clock,
+    records: impl IntoIterator<Item = (Option<&'a Actor>, &'a RequestMeta, AuditRecord)>,
+) -> ServiceResult<()> {
     // Microseconds: what both databases store, so the hash can be recomputed.
     let occurred_at = clock.now().trunc_subsecs(6);
-    let rows = records.into_iter().map(|record| {
-        audit_log::Model {
-            id: Uuid::now_v7(),
-            occurred_at,
-            actor_user_id: actor.map(|a| a.user_id.0),
-            actor_role: actor.map(|a| a.role.as_str().to_owned()),
-            action: record.action.as_str().to_owned(),
-            entity_type: record.entity_type.to_owned(),
-            entity_id: record.entity_id,
-            client_ip: meta.client_ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            request_id: meta.request_id.clone(),
-            detail: record.detail,
-            seq: None,
-            prev_hash: None,
-            hash: None,
-        }
-        .into_active_model()
-        .reset_all()
-    });
+    let rows: Vec<_> = records
+        .into_iter()
+        .map(|(actor, meta, record)| {
+            audit_log::Model {
+                id: Uuid::now_v7(),
+                occurred_at,
+                actor_user_id: actor.map(|a| a.user_id.0),
+                actor_role: actor.map(|a| a.role.as_str().to_owned()),
+                action: record.action.as_str().to_owned(),
+                entity_type: record.entity_type.to_owned(),
+                entity_id: record.entity_id,
+                client_ip: meta.client_ip.clone(),
+                user_agent: meta.user_agent.clone(),
+                request_id: meta.request_id.clone(),
+                detail: record.detail,
+                seq: None,
+                prev_hash: None,
+                hash: None,
+            }
+            .into_active_model()
+            .reset_all()
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     audit_log::Entity::insert_many(rows)
         .exec_without_returning(conn)
         .await?;

@@ -6,7 +6,7 @@ mod events;
 mod keyring;
 mod rotation;
 
-pub use audit::{AuditAction, AuditRecord, RequestMeta, write_audit, write_audits};
+pub use audit::{AuditAction, AuditRecord, RequestMeta, write_audit, write_audits, write_audits_of};
 pub use chain::{ChainCheck, GENESIS, chain_pending, record_hash, verify_chain};
 /// One stored audit record, as `auditEvents` lists it.
 pub use entity::audit_log::Model as AuditEntry;

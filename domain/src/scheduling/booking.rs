@@ -2,7 +2,7 @@
 //! the provider's lock, with PostgreSQL's exclusion constraint as the last word.
 
 use super::availability::Interval;
-use super::lock::lock_provider_of_booking;
+use super::batch::PendingBooking;
 use super::model::{Appointment, NewBooking};
 use super::slots::Request;
 use super::status::AppointmentStatus;
@@ -14,10 +14,10 @@ use crate::ids::{AppointmentId, ProviderId};
 use crate::phi::{AuditAction, AuditRecord};
 use crate::services::{Caller, Services};
 use chrono::{DateTime, Utc};
-use entity::{appointment, appointment_history, hold};
+use entity::{appointment, appointment_history};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, TransactionTrait,
+    QueryFilter,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -111,19 +111,15 @@ impl Services {
         if self.slot_cache.recently_taken(input.provider_id.0, asked) {
             return Err(ServiceError::SlotUnavailable("the interval is not available".into()));
         }
-        let txn = self.db.begin().await?;
-        let row = match self.book_locked(&txn, caller, actor, input, &kind, fingerprint).await {
-            Ok(row) => row,
-            Err(err) => {
-                // Roll back now rather than when the pool next uses the
-                // connection: until then the lock stays taken.
-                if let Err(rollback) = txn.rollback().await {
-                    tracing::warn!(error = %rollback, "rolling back a refused booking failed");
-                }
-                return Err(err);
-            }
-        };
-        txn.commit().await.map_err(booking_conflict)?;
+        let row = self
+            .write_booking(PendingBooking {
+                caller: caller.clone(),
+                actor: actor.clone(),
+                input: input.clone(),
+                kind,
+                fingerprint: fingerprint.to_owned(),
+            })
+            .await?;
         let appointment = Appointment::try_from(row)?;
         let taken = Interval::new(appointment.start, appointment.end);
         self.slot_cache.note_taken(input.provider_id.0, taken);
@@ -134,91 +130,6 @@ impl Services {
         ))
         .await;
         Ok(appointment)
-    }
-
-    /// The checks and writes of a booking inside `txn`: the provider's lock
-    /// first, then the hold, the slot, and every row the booking writes.
-    async fn book_locked(
-        &self,
-        txn: &DatabaseTransaction,
-        caller: &Caller,
-        actor: &Actor,
-        input: &NewBooking,
-        kind: &entity::appointment_type::Model,
-        fingerprint: &str,
-    ) -> ServiceResult<appointment::Model> {
-        let now = self.clock.now();
-        lock_provider_of_booking(txn, input.provider_id, input.patient_id).await?;
-        if let Some(hold_id) = input.hold_id {
-            let held = hold::Entity::find_by_id(hold_id.0).one(txn).await?;
-            let held = match held {
-                Some(h) if h.held_by == actor.user_id.0 => h,
-                _ => return Err(ServiceError::NotFound("hold")),
-            };
-            if held.provider_id != input.provider_id.0
-                || held.appointment_type_id != kind.id
-                || held.start_at != input.start
-            {
-                return Err(ServiceError::bad_input(
-                    "input.holdId",
-                    "the hold is for another provider, type or start",
-                ));
-            }
-            if held.expires_at <= now {
-                return Err(ServiceError::SlotUnavailable("the hold has expired".into()));
-            }
-        }
-        let bookable = self
-            .check_bookable(
-                txn,
-                Request {
-                    provider: input.provider_id,
-                    kind,
-                    start: input.start,
-                    user: actor.user_id.0,
-                    moving: None,
-                    start_field: "input.start",
-                },
-            )
-            .await?;
-        let row = appointment::Model {
-            id: AppointmentId::new().0,
-            provider_id: input.provider_id.0,
-            patient_id: input.patient_id.0,
-            location_id: bookable.location_id.0,
-            appointment_type_id: kind.id,
-            status: AppointmentStatus::Booked.code().to_owned(),
-            start_at: bookable.interval.start,
-            end_at: bookable.interval.end,
-            cancellation_reason: None,
-            idempotency_key: input.idempotency_key.clone(),
-            request_fingerprint: Some(fingerprint.to_owned()),
-            created_by: Some(actor.user_id.0),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let inserted = appointment::Entity::insert(row.clone().into_active_model().reset_all())
-            .exec_without_returning(txn)
-            .await;
-        if let Err(err) = inserted {
-            return Err(booking_conflict(err));
-        }
-        if bookable.own_holds {
-            // The caller's holds on this interval have served their purpose.
-            hold::Entity::delete_many()
-                .filter(hold::Column::HeldBy.eq(actor.user_id.0))
-                .filter(hold::Column::ProviderId.eq(input.provider_id.0))
-                .filter(hold::Column::StartAt.lt(row.end_at))
-                .filter(hold::Column::EndAt.gt(row.start_at))
-                .exec(txn)
-                .await?;
-        }
-        record_history(txn, &row, actor, "book", None, None, None).await?;
-        self.plan_booked(txn, &row).await?;
-        self.audit(txn, caller, appointment_audit(AuditAction::Create, row.id, None))
-            .await?;
-        Ok(row)
     }
 
     /// The appointment an earlier call with `key` made, if any; the same key with
@@ -326,7 +237,7 @@ fn fingerprint(input: &NewBooking) -> String {
 }
 
 /// Maps the database's refusal of an overlapping or duplicate row.
-fn booking_conflict(err: DbErr) -> ServiceError {
+pub(super) fn booking_conflict(err: DbErr) -> ServiceError {
     if is_exclusion_violation(&err) || is_unique_violation(&err) {
         ServiceError::SlotUnavailable("the interval was taken".into())
     } else {
@@ -354,6 +265,21 @@ pub(super) async fn record_history(
     old: Option<Interval>,
     note: Option<String>,
 ) -> ServiceResult<()> {
+    history_row(row, actor, action, from_status, old, note)
+        .insert(txn)
+        .await?;
+    Ok(())
+}
+
+/// The history row of `row`'s new state, to insert.
+pub(super) fn history_row(
+    row: &appointment::Model,
+    actor: &Actor,
+    action: &str,
+    from_status: Option<AppointmentStatus>,
+    old: Option<Interval>,
+    note: Option<String>,
+) -> appointment_history::ActiveModel {
     appointment_history::ActiveModel {
         id: Set(Uuid::now_v7()),
         appointment_id: Set(row.id),
@@ -368,9 +294,6 @@ pub(super) async fn record_history(
         new_end_at: Set(row.end_at),
         note: Set(note),
     }
-    .insert(txn)
-    .await?;
-    Ok(())
 }
 
 /// A change of the provider's availability caused by an appointment change.

@@ -24,40 +24,86 @@ async fn lock_provider(txn: &impl ConnectionTrait, provider: ProviderId) -> Serv
     Ok(())
 }
 
-/// Takes the provider's lock for the rest of `txn` and, in the same round
-/// trip, checks that the provider and the patient exist (`NOT_FOUND`
-/// otherwise, the provider first). Neither is ever deleted, so the answer
-/// holds for the whole transaction.
-pub async fn lock_provider_of_booking(
+/// Takes the locks of the providers of several bookings (distinct
+/// providers) for the rest of `txn` and, in the same round trip, checks that
+/// each booking's provider and patient exist. Answers per booking, in order:
+/// `NOT_FOUND` (the provider first) or fine. Neither is ever deleted, so the
+/// answer holds for the whole transaction.
+///
+/// The locks are taken in key order, so two instances' batches over the same
+/// providers queue behind each other instead of deadlocking.
+pub async fn lock_providers_of_bookings(
     txn: &impl ConnectionTrait,
-    provider: ProviderId,
-    patient: PatientId,
-) -> ServiceResult<()> {
+    bookings: &[(ProviderId, PatientId)],
+) -> ServiceResult<Vec<ServiceResult<()>>> {
+    if bookings.is_empty() {
+        return Ok(Vec::new());
+    }
     let backend = txn.get_database_backend();
-    let (sql, values) = match backend {
-        DbBackend::Postgres => (
-            "SELECT pg_advisory_xact_lock($1) IS NOT NULL AS locked, \
-             EXISTS (SELECT 1 FROM providers WHERE id = $2) AS provider, \
-             EXISTS (SELECT 1 FROM patients WHERE id = $3) AS patient",
-            vec![lock_key(provider).into(), provider.0.into(), patient.0.into()],
-        ),
-        _ => (
-            "SELECT EXISTS (SELECT 1 FROM providers WHERE id = ?1) AS provider, \
-             EXISTS (SELECT 1 FROM patients WHERE id = ?2) AS patient",
-            vec![provider.0.into(), patient.0.into()],
-        ),
+    let mut order: Vec<usize> = (0..bookings.len()).collect();
+    order.sort_by_key(|i| lock_key(bookings[*i].0));
+    let exists = "EXISTS (SELECT 1 FROM providers WHERE id = v.pr) AS provider, \
+                  EXISTS (SELECT 1 FROM patients WHERE id = v.pa) AS patient";
+    // Row n of the statement is booking order[n]. The rows are listed in key
+    // order; the lock is a volatile call, which PostgreSQL evaluates after
+    // the sort in any case.
+    let (sql, values): (String, Vec<sea_orm::Value>) = if backend == DbBackend::Postgres {
+        let column =
+            |item: &dyn Fn(usize) -> String| super::snapshot::text_array(order.iter().map(|i| Some(item(*i)))).into();
+        (
+            format!(
+                "SELECT (v.n - 1)::integer AS i, pg_advisory_xact_lock(v.k) IS NOT NULL AS locked, {exists} \
+                 FROM unnest($1::text::bigint[], $2::text::uuid[], $3::text::uuid[]) WITH ORDINALITY AS v(k, pr, pa, n) \
+                 ORDER BY v.n"
+            ),
+            vec![
+                column(&|i| lock_key(bookings[i].0).to_string()),
+                column(&|i| bookings[i].0.0.to_string()),
+                column(&|i| bookings[i].1.0.to_string()),
+            ],
+        )
+    } else {
+        let rows: Vec<String> = (0..order.len())
+            .map(|n| format!("({n}, ?{}, ?{})", 2 * n + 1, 2 * n + 2))
+            .collect();
+        let values = order
+            .iter()
+            .flat_map(|i| [bookings[*i].0.0.into(), bookings[*i].1.0.into()])
+            .collect();
+        (
+            format!(
+                "WITH v(i, pr, pa) AS (VALUES {}) SELECT v.i AS i, {exists} FROM v ORDER BY v.i",
+                rows.join(", ")
+            ),
+            values,
+        )
     };
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-        .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("the lock statement answered no row")))?;
-    if !row.try_get::<bool>("", "provider")? {
-        return Err(ServiceError::NotFound("provider"));
+    let found = txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let mut answers: Vec<ServiceResult<()>> = bookings
+        .iter()
+        .map(|_| {
+            Err(ServiceError::internal(anyhow::anyhow!(
+                "the lock statement answered no row for a booking"
+            )))
+        })
+        .collect();
+    for row in found {
+        let index: i32 = row.try_get("", "i")?;
+        let booking = usize::try_from(index).ok().and_then(|n| order.get(n)).copied();
+        let Some(answer) = booking.and_then(|i| answers.get_mut(i)) else {
+            continue;
+        };
+        *answer = if !row.try_get::<bool>("", "provider")? {
+            Err(ServiceError::NotFound("provider"))
+        } else if !row.try_get::<bool>("", "patient")? {
+            Err(ServiceError::NotFound("patient"))
+        } else {
+            Ok(())
+        };
     }
-    if !row.try_get::<bool>("", "patient")? {
-        return Err(ServiceError::NotFound("patient"));
-    }
-    Ok(())
+    Ok(answers)
 }
 
 /// The advisory-lock key of a provider: its UUID folded to 64 bits.

@@ -4,6 +4,7 @@
 //! publish events after commit.
 
 pub mod availability;
+mod batch;
 mod booking;
 mod cache;
 mod holds;
@@ -27,6 +28,7 @@ pub use status::AppointmentStatus;
 pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::ServiceResult<Vec<(i16, u32, u32)>> {
     rules::parse_rules(rules)
 }
+pub use batch::{BATCH_SIZE, BookingBatches, MAX_BATCH};
 pub use cache::{SlotCache, follow as follow_slot_events};
 pub use lock::ProviderTurns;
 pub(crate) use slots::location_exists;

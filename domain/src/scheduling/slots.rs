@@ -211,62 +211,49 @@ impl Services {
         conn: &impl ConnectionTrait,
         request: Request<'_>,
     ) -> ServiceResult<Bookable> {
-        let Request {
-            provider,
-            kind,
-            start,
-            user,
-            moving,
-            start_field,
-        } = request;
-        let location = self.location_for_write(conn, kind.location_id).await?;
-        let now = self.clock.now();
-        let spec = store::slot_spec(kind, now);
-        let interval = Interval::new(start, start + spec.duration);
-        let snapshot = snapshot::read(
-            conn,
-            Around {
-                location: &location,
-                provider: provider.0,
-                interval,
-                now,
-                user,
-                moving,
-            },
-        )
-        .await?;
-        let Some(schedule) = &snapshot.schedule else {
-            return Err(ServiceError::SlotUnavailable(
-                "the provider has no availability at this location".into(),
-            ));
-        };
-        match grid_position(&windows(schedule, interval), &spec, start) {
-            GridPosition::OnGrid => {}
-            GridPosition::OffGrid => {
-                return Err(ServiceError::bad_input(
-                    start_field,
-                    "start is not on the appointment type's slot grid",
-                ));
-            }
-            GridPosition::Outside => {
-                return Err(ServiceError::SlotUnavailable(
-                    "the interval is outside the provider's availability".into(),
-                ));
-            }
-        }
-        if !is_free(&spec, &snapshot.occupancy.view(now, Some(user)), interval) {
-            return Err(ServiceError::SlotUnavailable("the interval is not available".into()));
-        }
-        let own_holds = snapshot
-            .occupancy
-            .holds
-            .iter()
-            .any(|(held, holder, _)| *holder == user && held.overlaps(&interval));
-        Ok(Bookable {
-            interval,
-            location_id: kind.location_id.into(),
-            own_holds,
+        let mut checked = self.check_bookable_many(conn, std::slice::from_ref(&request)).await?;
+        checked.pop().unwrap_or_else(|| {
+            Err(ServiceError::internal(anyhow::anyhow!(
+                "no answer for the requested start"
+            )))
         })
+    }
+
+    /// [`Services::check_bookable`] for several requests (of distinct
+    /// providers, each under its lock) at once: their snapshots are read in one
+    /// statement. The outer error is the database's; each request's own
+    /// answer is inside, in order.
+    pub(super) async fn check_bookable_many(
+        &self,
+        conn: &impl ConnectionTrait,
+        requests: &[Request<'_>],
+    ) -> ServiceResult<Vec<ServiceResult<Bookable>>> {
+        let now = self.clock.now();
+        let mut locations = Vec::with_capacity(requests.len());
+        for request in requests {
+            locations.push(self.location_for_write(conn, request.kind.location_id).await?);
+        }
+        let specs: Vec<_> = requests.iter().map(|r| store::slot_spec(r.kind, now)).collect();
+        let arounds: Vec<Around> = requests
+            .iter()
+            .zip(&locations)
+            .zip(&specs)
+            .map(|((request, location), spec)| Around {
+                location,
+                provider: request.provider.0,
+                interval: Interval::new(request.start, request.start + spec.duration),
+                now,
+                user: request.user,
+                moving: request.moving,
+            })
+            .collect();
+        let snapshots = snapshot::read_many(conn, &arounds).await?;
+        Ok(requests
+            .iter()
+            .zip(specs)
+            .zip(snapshots)
+            .map(|((request, spec), snapshot)| judge(request, &spec, &snapshot, now))
+            .collect())
     }
 
     /// An appointment type for a write: the cache, else `conn` (the primary).
@@ -331,4 +318,46 @@ pub(super) async fn provider_exists(conn: &impl ConnectionTrait, id: ProviderId)
         .await?
         .map(|_| ())
         .ok_or(ServiceError::NotFound("provider"))
+}
+
+/// Whether `request` may have its interval, given its provider's `snapshot`.
+fn judge(
+    request: &Request<'_>,
+    spec: &super::availability::SlotSpec,
+    snapshot: &snapshot::Snapshot,
+    now: DateTime<Utc>,
+) -> ServiceResult<Bookable> {
+    let interval = Interval::new(request.start, request.start + spec.duration);
+    let Some(schedule) = &snapshot.schedule else {
+        return Err(ServiceError::SlotUnavailable(
+            "the provider has no availability at this location".into(),
+        ));
+    };
+    match grid_position(&windows(schedule, interval), spec, request.start) {
+        GridPosition::OnGrid => {}
+        GridPosition::OffGrid => {
+            return Err(ServiceError::bad_input(
+                request.start_field,
+                "start is not on the appointment type's slot grid",
+            ));
+        }
+        GridPosition::Outside => {
+            return Err(ServiceError::SlotUnavailable(
+                "the interval is outside the provider's availability".into(),
+            ));
+        }
+    }
+    if !is_free(spec, &snapshot.occupancy.view(now, Some(request.user)), interval) {
+        return Err(ServiceError::SlotUnavailable("the interval is not available".into()));
+    }
+    let own_holds = snapshot
+        .occupancy
+        .holds
+        .iter()
+        .any(|(held, holder, _)| *holder == request.user && held.overlaps(&interval));
+    Ok(Bookable {
+        interval,
+        location_id: request.kind.location_id.into(),
+        own_holds,
+    })
 }

@@ -50,31 +50,38 @@ const TIME_OFF: i32 = 2;
 const APPOINTMENT: i32 = 3;
 const HOLD: i32 = 4;
 
-/// Reads the snapshot `around` describes, in one statement on `conn`.
-pub(super) async fn read(conn: &impl ConnectionTrait, around: Around<'_>) -> ServiceResult<Snapshot> {
+/// Most windows one statement reads: 7 bound values each, far below either
+/// database's limit on parameters.
+pub(super) const MAX_WINDOWS: usize = 64;
+
+/// Reads the snapshots `arounds` describe (at most [`MAX_WINDOWS`]), in one
+/// statement on `conn`, in their order. A batch of bookings reads every
+/// provider's facts at once: one round trip under the locks, not one each.
+pub(super) async fn read_many(conn: &impl ConnectionTrait, arounds: &[Around<'_>]) -> ServiceResult<Vec<Snapshot>> {
+    if arounds.is_empty() {
+        return Ok(Vec::new());
+    }
+    if arounds.len() > MAX_WINDOWS {
+        let mut all = Vec::with_capacity(arounds.len());
+        for chunk in arounds.chunks(MAX_WINDOWS) {
+            all.extend(Box::pin(read_many(conn, chunk)).await?);
+        }
+        return Ok(all);
+    }
     let backend = conn.get_database_backend();
-    let from = around.interval.start - OCCUPANCY_MARGIN;
-    let to = around.interval.end + OCCUPANCY_MARGIN;
-    let statuses = blocking_codes();
-    let sql = statement_text(backend, around.moving.is_some());
-    let mut values: Vec<Value> = vec![
-        around.location.id.into(),
-        around.provider.into(),
-        from.into(),
-        to.into(),
-        around.now.into(),
-        around.user.into(),
-        around.moving.unwrap_or_default().into(),
-    ];
-    values.extend(statuses.iter().map(|s| Value::from(*s)));
+    let sql = statement_text(backend, arounds.len());
+    let values = statement_values(backend, arounds);
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
 
-    let mut rules = Vec::new();
-    let mut closed_dates = Vec::new();
-    let mut occupancy = RawOccupancy::default();
+    let mut parts: Vec<(Vec<WeeklyRule>, Vec<NaiveDate>, RawOccupancy)> =
+        arounds.iter().map(|_| Default::default()).collect();
     for row in rows {
+        let window: i32 = row.try_get("", "w")?;
+        let Some((rules, closed_dates, occupancy)) = usize::try_from(window).ok().and_then(|w| parts.get_mut(w)) else {
+            continue;
+        };
         let part: i32 = row.try_get("", "part")?;
         let int = |column: &str| -> ServiceResult<i32> { Ok(row.try_get::<Option<i32>>("", column)?.unwrap_or(0)) };
         let instant = |column: &str| -> ServiceResult<DateTime<Utc>> { Ok(row.try_get("", column)?) };
@@ -98,65 +105,169 @@ pub(super) async fn read(conn: &impl ConnectionTrait, around: Around<'_>) -> Ser
             _ => {}
         }
     }
-    let schedule = if rules.is_empty() {
-        None
-    } else {
-        Some(Schedule {
-            zone: zone(around.location)?,
-            rules,
-            closed_dates,
+    arounds
+        .iter()
+        .zip(parts)
+        .map(|(around, (rules, closed_dates, occupancy))| {
+            let schedule = if rules.is_empty() {
+                None
+            } else {
+                Some(Schedule {
+                    zone: zone(around.location)?,
+                    rules,
+                    closed_dates,
+                })
+            };
+            Ok(Snapshot { schedule, occupancy })
         })
-    };
-    Ok(Snapshot { schedule, occupancy })
+        .collect()
 }
 
-/// The snapshot statement's text for `backend`, with or without the clause
-/// leaving out the appointment being moved: built once per process, not per
-/// write (it depends on nothing else).
-fn statement_text(backend: DbBackend, moving: bool) -> &'static str {
-    static TEXTS: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
-    let slot = usize::from(backend == DbBackend::Postgres) * 2 + usize::from(moving);
-    TEXTS[slot].get_or_init(|| build_statement_text(backend, moving))
-}
+/// Values bound per window (SQLite).
+const WINDOW_VALUES: usize = 6;
 
-/// Builds what [`statement_text`] keeps.
-fn build_statement_text(backend: DbBackend, moving: bool) -> String {
+/// The values of [`statement_text`]: `now` and the blocking statuses, then the
+/// windows: on PostgreSQL as six arrays (one statement text whatever the
+/// batch size, so one prepared statement and one plan), on SQLite as a
+/// `VALUES` row of six each.
+fn statement_values(backend: DbBackend, arounds: &[Around<'_>]) -> Vec<Value> {
     let statuses = blocking_codes();
-    // Typed NULLs keep PostgreSQL's UNION columns typed; SQLite has no casts.
-    let null = |ty: &str| match backend {
-        DbBackend::Postgres => format!("NULL::{ty}"),
-        _ => "NULL".to_owned(),
-    };
-    let (int, ts, id, date) = (null("integer"), null("timestamptz"), null("uuid"), null("date"));
-    let p = |n: usize| match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    };
-    // $1 location, $2 provider, $3 from, $4 to, $5 now, $6 user, $7 moving, $8.. statuses
-    let moving = if moving {
-        format!("AND a.id <> {}", p(7))
+    let mut values: Vec<Value> = Vec::with_capacity(1 + statuses.len() + arounds.len() * WINDOW_VALUES);
+    values.push(arounds[0].now.into());
+    values.extend(statuses.iter().map(|s| Value::from(*s)));
+    let from = |a: &Around| a.interval.start - OCCUPANCY_MARGIN;
+    let to = |a: &Around| a.interval.end + OCCUPANCY_MARGIN;
+    if backend == DbBackend::Postgres {
+        let ids =
+            |id: &dyn Fn(&Around) -> Option<Uuid>| text_array(arounds.iter().map(|a| id(a).map(|u| u.to_string())));
+        let instants = |at: &dyn Fn(&Around) -> DateTime<Utc>| {
+            text_array(
+                arounds
+                    .iter()
+                    .map(|a| Some(at(a).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))),
+            )
+        };
+        values.push(ids(&|a| Some(a.location.id)).into());
+        values.push(ids(&|a| Some(a.provider)).into());
+        values.push(instants(&from).into());
+        values.push(instants(&to).into());
+        values.push(ids(&|a| Some(a.user)).into());
+        values.push(ids(&|a| a.moving).into());
     } else {
-        String::new()
+        for around in arounds {
+            values.push(around.location.id.into());
+            values.push(around.provider.into());
+            values.push(from(around).into());
+            values.push(to(around).into());
+            values.push(around.user.into());
+            values.push(around.moving.into());
+        }
+    }
+    values
+}
+
+/// A PostgreSQL array literal of `items` (`NULL` for `None`), bound as text
+/// and cast in the statement: one parameter for any number of elements.
+/// Elements are ids and instants, which need no escaping.
+pub(super) fn text_array(items: impl Iterator<Item = Option<String>>) -> String {
+    let items: Vec<String> = items
+        .map(|item| item.map_or_else(|| "NULL".to_owned(), |text| format!("\"{text}\"")))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// The snapshot statement's text for `backend` and `windows` windows: built
+/// once per process (and, on SQLite, per size), not per write.
+fn statement_text(backend: DbBackend, windows: usize) -> &'static str {
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    static SQLITE: [OnceLock<String>; MAX_WINDOWS] = [const { OnceLock::new() }; MAX_WINDOWS];
+    if backend == DbBackend::Postgres {
+        return POSTGRES.get_or_init(|| build_statement_text(backend, windows));
+    }
+    SQLITE[windows.clamp(1, MAX_WINDOWS) - 1].get_or_init(|| build_statement_text(backend, windows))
+}
+
+/// Builds what [`statement_text`] keeps: the windows (numbered from 0 in
+/// column `w`), each part of the snapshot joined to them. Appointments, time
+/// off and holds are read per window through the provider's index (a
+/// `LATERAL` subquery kept apart with `OFFSET 0`): the planner cannot see how
+/// narrow each window's range is and would otherwise hash whole tables.
+fn build_statement_text(backend: DbBackend, windows: usize) -> String {
+    let statuses = blocking_codes();
+    let pg = backend == DbBackend::Postgres;
+    // Typed NULLs keep PostgreSQL's UNION columns typed; SQLite has no casts.
+    let null = |ty: &str| if pg { format!("NULL::{ty}") } else { "NULL".to_owned() };
+    let (int, ts, id, date) = (null("integer"), null("timestamptz"), null("uuid"), null("date"));
+    let p = |n: usize| if pg { format!("${n}") } else { format!("?{n}") };
+    let now = p(1);
+    let status_list = (0..statuses.len()).map(|i| p(2 + i)).collect::<Vec<_>>().join(", ");
+    let first = 2 + statuses.len();
+    // w: window, l: location, pr: provider, f/t: occupancy read from/to,
+    // u: the asking user, m: the appointment being moved (NULL when none).
+    let win = if pg {
+        format!(
+            "win AS MATERIALIZED (SELECT (x.n - 1)::integer AS w, x.l, x.pr, x.f, x.t, x.u, x.m \
+             FROM unnest({}::text::uuid[], {}::text::uuid[], {}::text::timestamptz[], {}::text::timestamptz[], \
+             {}::text::uuid[], {}::text::uuid[]) WITH ORDINALITY AS x(l, pr, f, t, u, m, n))",
+            p(first),
+            p(first + 1),
+            p(first + 2),
+            p(first + 3),
+            p(first + 4),
+            p(first + 5)
+        )
+    } else {
+        let rows = (0..windows)
+            .map(|w| {
+                let at = |k: usize| p(first + w * WINDOW_VALUES + k);
+                format!(
+                    "({w}, {}, {}, {}, {}, {}, {})",
+                    at(0),
+                    at(1),
+                    at(2),
+                    at(3),
+                    at(4),
+                    at(5)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("win(w, l, pr, f, t, u, m) AS (VALUES {rows})")
     };
-    let status_list = (0..statuses.len()).map(|i| p(8 + i)).collect::<Vec<_>>().join(", ");
+    // PostgreSQL: per window through a LATERAL subquery (see above). SQLite
+    // has no LATERAL; its planner walks the index per window in any case.
+    let per_window = |table: &str, alias: &str, columns: &str, filter: &str| {
+        let range = format!("{alias}.provider_id = win.pr AND {alias}.start_at < win.t AND {alias}.end_at > win.f");
+        if pg {
+            format!(
+                "win CROSS JOIN LATERAL (SELECT {columns} FROM {table} {alias} WHERE {range} {filter} OFFSET 0) {alias}"
+            )
+        } else {
+            format!("win JOIN {table} {alias} ON {range} {filter}")
+        }
+    };
+    let time_off = per_window("time_off", "t", "t.start_at, t.end_at", "");
+    let appointments = per_window(
+        "appointments",
+        "a",
+        "a.start_at, a.end_at, a.appointment_type_id",
+        &format!("AND a.status IN ({status_list}) AND (win.m IS NULL OR a.id <> win.m)"),
+    );
+    let holds = per_window(
+        "holds",
+        "h",
+        "h.start_at, h.end_at, h.expires_at, h.held_by",
+        &format!("AND (h.expires_at > {now} OR h.held_by = win.u)"),
+    );
     format!(
-        "SELECT {RULE} AS part, r.weekday AS a, r.start_minute AS b, r.end_minute AS c, {ts} AS s, {ts} AS e, {ts} AS x, {id} AS u, {date} AS d \
-           FROM availability_rules r WHERE r.location_id = {l} AND r.provider_id = {pr} \
-         UNION ALL SELECT {CLOSED}, {int}, {int}, {int}, {ts}, {ts}, {ts}, {id}, c.closed_on \
-           FROM location_closed_dates c WHERE c.location_id = {l} \
-         UNION ALL SELECT {TIME_OFF}, {int}, {int}, {int}, t.start_at, t.end_at, {ts}, {id}, {date} \
-           FROM time_off t WHERE t.provider_id = {pr} AND t.start_at < {to} AND t.end_at > {from} \
-         UNION ALL SELECT {APPOINTMENT}, y.buffer_before_minutes, y.buffer_after_minutes, {int}, a.start_at, a.end_at, {ts}, {id}, {date} \
-           FROM appointments a LEFT JOIN appointment_types y ON y.id = a.appointment_type_id \
-           WHERE a.provider_id = {pr} AND a.status IN ({status_list}) AND a.start_at < {to} AND a.end_at > {from} {moving} \
-         UNION ALL SELECT {HOLD}, {int}, {int}, {int}, h.start_at, h.end_at, h.expires_at, h.held_by, {date} \
-           FROM holds h WHERE h.provider_id = {pr} AND h.start_at < {to} AND h.end_at > {from} \
-           AND (h.expires_at > {now} OR h.held_by = {user})",
-        l = p(1),
-        pr = p(2),
-        from = p(3),
-        to = p(4),
-        now = p(5),
-        user = p(6),
+        "WITH {win} \
+         SELECT win.w AS w, {RULE} AS part, r.weekday AS a, r.start_minute AS b, r.end_minute AS c, {ts} AS s, {ts} AS e, {ts} AS x, {id} AS u, {date} AS d \
+           FROM win JOIN availability_rules r ON r.location_id = win.l AND r.provider_id = win.pr \
+         UNION ALL SELECT win.w, {CLOSED}, {int}, {int}, {int}, {ts}, {ts}, {ts}, {id}, c.closed_on \
+           FROM win JOIN location_closed_dates c ON c.location_id = win.l \
+         UNION ALL SELECT win.w, {TIME_OFF}, {int}, {int}, {int}, t.start_at, t.end_at, {ts}, {id}, {date} FROM {time_off} \
+         UNION ALL SELECT win.w, {APPOINTMENT}, y.buffer_before_minutes, y.buffer_after_minutes, {int}, a.start_at, a.end_at, {ts}, {id}, {date} \
+           FROM {appointments} LEFT JOIN appointment_types y ON y.id = a.appointment_type_id \
+         UNION ALL SELECT win.w, {HOLD}, {int}, {int}, {int}, h.start_at, h.end_at, h.expires_at, h.held_by, {date} FROM {holds}"
     )
 }

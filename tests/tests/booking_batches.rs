@@ -1,0 +1,234 @@
+//! Bookings that arrive together are written together (one transaction per
+//! batch, a statement per step), and each keeps its own answer: a refused
+//! booking (unknown patient, off-grid start, unknown hold, taken interval)
+//! fails alone, every written one has its history, jobs and audit record, and
+//! a batch the database fails as a whole is written booking by booking.
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use careslot_tests::clinic::{Clinic, at, weekdays_nine_to_five};
+use careslot_tests::{Backend, TestApp};
+use http_body_util::BodyExt;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const BOOK: &str = "mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { id } }";
+
+/// Thursday 2026-11-26, 10:00 in New York: on every provider's grid.
+const TEN: &str = "2026-11-26T15:00:00Z";
+
+/// Sends every booking at once, each on its own task; answers in input order.
+async fn all_at_once(app: &TestApp, token: &str, inputs: Vec<Value>) -> Vec<Value> {
+    let tasks: Vec<_> = inputs
+        .into_iter()
+        .map(|input| {
+            let router = app.router.clone();
+            let body = json!({ "query": BOOK, "variables": { "i": input } }).to_string();
+            let request = Request::post("/graphql")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::from(body))
+                .expect("request");
+            tokio::spawn(async move {
+                let response = router.oneshot(request).await.expect("router answers");
+                assert_eq!(response.status(), 200);
+                let bytes = response.into_body().collect().await.expect("body").to_bytes();
+                serde_json::from_slice::<Value>(&bytes).expect("json")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
+/// `count` more providers at the clinic's location, each working weekdays nine to five.
+async fn providers(app: &TestApp, clinic: &Clinic, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let id = app
+            .create_provider(
+                &clinic.admin,
+                &format!("Dr. Batch {n}"),
+                &format!("batch{n}@clinic.test"),
+                &[&clinic.location],
+            )
+            .await;
+        clinic.set_rules(app, &id, weekdays_nine_to_five()).await.data();
+        ids.push(id);
+    }
+    ids
+}
+
+fn booking(clinic: &Clinic, provider: &str, patient: &str, start: &str) -> Value {
+    json!({ "providerId": provider, "patientId": patient, "appointmentTypeId": clinic.checkup, "start": start })
+}
+
+fn booked_id(answer: &Value) -> Option<Uuid> {
+    answer["data"]["bookAppointment"]["id"]
+        .as_str()
+        .map(|id| id.parse().expect("uuid"))
+}
+
+fn code(answer: &Value) -> &str {
+    answer["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+/// Asserts the rows a booking writes with its appointment.
+async fn assert_fully_written(app: &TestApp, id: Uuid) {
+    let db = &app.app.services.db;
+    let history = entity::appointment_history::Entity::find()
+        .filter(entity::appointment_history::Column::AppointmentId.eq(id))
+        .all(db)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1, "one history row for {id}");
+    assert_eq!(history[0].action, "book");
+    let jobs = app.app.services.jobs_of_appointment_unchecked(id).await.expect("jobs");
+    assert!(
+        jobs.iter().any(|j| j.kind == domain::jobs::JobKind::Confirmation),
+        "a confirmation job for {id}"
+    );
+    let audits = entity::audit_log::Entity::find()
+        .filter(entity::audit_log::Column::EntityId.eq(id))
+        .filter(entity::audit_log::Column::Action.eq("create"))
+        .all(db)
+        .await
+        .expect("audit");
+    assert_eq!(audits.len(), 1, "one create record for {id}");
+}
+
+async fn appointments_of(app: &TestApp, patient: &str) -> usize {
+    let patient: Uuid = patient.parse().expect("uuid");
+    entity::appointment::Entity::find()
+        .filter(entity::appointment::Column::PatientId.eq(patient))
+        .all(&app.app.services.db)
+        .await
+        .expect("appointments")
+        .len()
+}
+
+async fn refusals_fail_alone_and_bookings_are_written_together(app: &TestApp) {
+    let clinic = Clinic::open(app).await;
+    let good = 16;
+    let doctors = providers(app, &clinic, good + 4).await;
+    // The price of one booking alone, in statements.
+    let before = app.statements.load(Ordering::SeqCst);
+    let alone = all_at_once(
+        app,
+        &clinic.staff,
+        vec![booking(&clinic, &doctors[good + 3], &clinic.patient, TEN)],
+    )
+    .await;
+    let alone_id = booked_id(&alone[0]).expect("booked alone");
+    let one_booking = app.statements.load(Ordering::SeqCst) - before;
+
+    let mut inputs: Vec<Value> = doctors[..good]
+        .iter()
+        .map(|d| booking(&clinic, d, &clinic.patient, TEN))
+        .collect();
+    inputs.push(booking(&clinic, &doctors[good], &Uuid::new_v4().to_string(), TEN));
+    inputs.push(booking(
+        &clinic,
+        &doctors[good + 1],
+        &clinic.patient,
+        "2026-11-26T15:07:00Z",
+    ));
+    let mut with_hold = booking(&clinic, &doctors[good + 2], &clinic.patient, TEN);
+    with_hold["holdId"] = json!(Uuid::new_v4());
+    inputs.push(with_hold);
+    // The interval booked alone above: taken.
+    inputs.push(booking(&clinic, &doctors[good + 3], &clinic.patient, TEN));
+
+    let before = app.statements.load(Ordering::SeqCst);
+    let answers = all_at_once(app, &clinic.staff, inputs).await;
+    let spent = app.statements.load(Ordering::SeqCst) - before;
+
+    let ids: Vec<Uuid> = answers[..good]
+        .iter()
+        .map(|a| booked_id(a).unwrap_or_else(|| panic!("booked: {a}")))
+        .collect();
+    assert_eq!(code(&answers[good]), "NOT_FOUND", "{}", answers[good]);
+    assert_eq!(code(&answers[good + 1]), "BAD_USER_INPUT", "{}", answers[good + 1]);
+    assert_eq!(answers[good + 1]["errors"][0]["extensions"]["field"], "input.start");
+    assert_eq!(code(&answers[good + 2]), "NOT_FOUND", "{}", answers[good + 2]);
+    assert_eq!(code(&answers[good + 3]), "SLOT_UNAVAILABLE", "{}", answers[good + 3]);
+    for id in ids.iter().chain([&alone_id]) {
+        assert_fully_written(app, *id).await;
+    }
+    assert_eq!(appointments_of(app, &clinic.patient).await, good + 1);
+    // Alone, each of the 20 would cost what the first did; together they share
+    // the lock, snapshot, insert, history, jobs, audit and commit statements.
+    let unbatched = one_booking * (good as u64 + 4);
+    assert!(
+        spent * 2 < unbatched,
+        "{spent} statements for {} bookings; {one_booking} for one alone",
+        good + 4
+    );
+    // The slots answer what was written.
+    let slots = clinic
+        .slots(
+            app,
+            &clinic.staff,
+            Some(&doctors[0]),
+            &clinic.checkup,
+            "2026-11-26T00:00:00Z",
+            "2026-11-27T00:00:00Z",
+        )
+        .await;
+    assert!(!slots.iter().any(|(_, start)| *start == at(TEN)), "10:00 is taken");
+}
+
+careslot_tests::on_both_databases!(refusals_fail_alone_and_bookings_are_written_together);
+
+/// A batch whose insert the database refuses (here a trigger, standing in
+/// for any failure of the whole statement) is written again booking by
+/// booking: only the booking the failure belongs to fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failed_batch_is_written_booking_by_booking() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let clinic = Clinic::open(&app).await;
+    let doomed = app
+        .create_patient(
+            &clinic.staff,
+            json!({ "name": "Doomed Insert", "birthDate": "1970-01-01", "email": "doomed@example.org" }),
+        )
+        .await;
+    let db = &app.app.services.db;
+    db.execute_unprepared(&format!(
+        "CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.patient_id = '{doomed}'::uuid THEN RAISE EXCEPTION 'refused for the test'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_doomed BEFORE INSERT ON appointments FOR EACH ROW EXECUTE FUNCTION refuse_doomed();"
+    ))
+    .await
+    .expect("trigger");
+    let good = 12;
+    let doctors = providers(&app, &clinic, good + 1).await;
+    let mut inputs: Vec<Value> = doctors[..good]
+        .iter()
+        .map(|d| booking(&clinic, d, &clinic.patient, TEN))
+        .collect();
+    // In the middle of the wave, so it shares a batch with others.
+    inputs.insert(good / 2, booking(&clinic, &doctors[good], &doomed, TEN));
+    let answers = all_at_once(&app, &clinic.staff, inputs).await;
+    let doomed_answer = answers[good / 2].clone();
+    assert_eq!(code(&doomed_answer), "INTERNAL", "{doomed_answer}");
+    let written: Vec<Uuid> = answers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != good / 2)
+        .map(|(_, a)| booked_id(a).unwrap_or_else(|| panic!("booked: {a}")))
+        .collect();
+    assert_eq!(written.len(), good);
+    for id in written {
+        assert_fully_written(&app, id).await;
+    }
+    assert_eq!(appointments_of(&app, &clinic.patient).await, good);
+    assert_eq!(appointments_of(&app, &doomed).await, 0);
+}
