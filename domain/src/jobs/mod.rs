@@ -19,4 +19,4 @@ pub use admin::QueueDepth;
 pub use deliveries::{Channel, Delivery, DeliveryIntent, DeliveryRecord, DeliveryStart, DeliveryStatus};
 pub use model::{ClaimedJob, Job, JobKind, JobStatus, NewJob, NoticePayload};
 pub use queue::{ClaimOptions, Finish};
-pub(crate) use queue::{cancel_pending, enqueue_all};
+pub(crate) use queue::{cancel_pending, enqueue_all, enqueue_traced};

@@ -20,20 +20,29 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Writes `jobs` on `conn` (the caller's transaction) in one statement; a job
-/// whose dedupe key is taken already is skipped.
+/// whose dedupe key is taken already is skipped. Each job continues the
+/// current span's trace.
 pub(crate) async fn enqueue_all(
     conn: &impl ConnectionTrait,
     jobs: Vec<NewJob>,
     now: DateTime<Utc>,
 ) -> ServiceResult<()> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    // The worker's run of each job continues the trace of whoever wrote it.
     let trace_parent = telemetry::context::current_traceparent();
+    enqueue_traced(conn, jobs.into_iter().map(|job| (job, trace_parent.clone())), now).await
+}
+
+/// Writes `jobs` like [`enqueue_all`], each with the W3C `traceparent` of the
+/// request it belongs to: a batch writer writes the jobs of many requests, so
+/// its own span is the wrong parent for any of them.
+pub(crate) async fn enqueue_traced(
+    conn: &impl ConnectionTrait,
+    jobs: impl IntoIterator<Item = (NewJob, Option<String>)>,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    // The worker's run of each job continues the trace of whoever wrote it.
     let rows = jobs
         .into_iter()
-        .map(|new| {
+        .map(|(new, trace_parent)| {
             let payload = serde_json::to_value(&new.payload).map_err(ServiceError::internal)?;
             Ok(job::ActiveModel {
                 id: Set(Uuid::now_v7()),
@@ -51,10 +60,13 @@ pub(crate) async fn enqueue_all(
                 created_at: Set(now),
                 updated_at: Set(now),
                 finished_at: Set(None),
-                trace_parent: Set(trace_parent.clone()),
+                trace_parent: Set(trace_parent),
             })
         })
         .collect::<ServiceResult<Vec<_>>>()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
     job::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([job::Column::DedupeKey])
         .exec_without_returning(conn)

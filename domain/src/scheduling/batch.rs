@@ -24,7 +24,7 @@ use super::status::AppointmentStatus;
 use crate::auth::Actor;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::AppointmentId;
-use crate::jobs::enqueue_all;
+use crate::jobs::enqueue_traced;
 use crate::phi::{AuditAction, write_audits_of};
 use crate::services::{Caller, Services};
 use entity::{appointment, appointment_history, hold};
@@ -61,6 +61,9 @@ pub(super) struct PendingBooking {
     pub kind: entity::appointment_type::Model,
     /// The input's fingerprint (idempotent retries).
     pub fingerprint: String,
+    /// The caller's trace (W3C `traceparent`): the booking's jobs continue
+    /// it, though a writer task of its own writes them.
+    pub trace_parent: Option<String>,
 }
 
 type Answer = ServiceResult<appointment::Model>;
@@ -288,10 +291,16 @@ impl Services {
         .exec_without_returning(txn)
         .await?;
         let mut jobs = Vec::new();
-        for (_, row, _) in &rows {
-            jobs.extend(self.booked_jobs(txn, row).await?);
+        for (index, row, _) in &rows {
+            let trace_parent = &bookings[*index].trace_parent;
+            jobs.extend(
+                self.booked_jobs(txn, row)
+                    .await?
+                    .into_iter()
+                    .map(|job| (job, trace_parent.clone())),
+            );
         }
-        enqueue_all(txn, jobs, now).await?;
+        enqueue_traced(txn, jobs, now).await?;
         write_audits_of(
             txn,
             self.clock.as_ref(),

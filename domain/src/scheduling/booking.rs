@@ -118,6 +118,7 @@ impl Services {
                 input: input.clone(),
                 kind,
                 fingerprint: fingerprint.to_owned(),
+                trace_parent: telemetry::context::current_traceparent(),
             })
             .await?;
         let appointment = Appointment::try_from(row)?;
