@@ -96,14 +96,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if app.settings.mode == domain::settings::Mode::Development {
         tracing::info!("GraphiQL at http://{listen}/graphql");
     }
-    use axum::serve::ListenerExt as _;
-    // Answers go out as soon as they are written: no Nagle delay behind an
-    // unacknowledged earlier segment on a keep-alive connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY on an accepted connection");
-        }
-    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -135,7 +135,6 @@ impl RedisCounters {
         use fred::prelude::*;
         let client = Builder::from_config(Config::from_url(url)?)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .with_connection_config(|c| c.tcp = crate::events::redis_tcp_config())
             .build()?;
         client.init().await?;
         Ok(Self {

@@ -15,7 +15,6 @@ mod redis;
 
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
-pub(crate) use redis::no_delay as redis_tcp_config;
 
 /// Version of the serialized event format; instances of two releases can share a
 /// channel as long as they agree on it.

@@ -57,7 +57,6 @@ impl RedisBus {
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(5);
                 c.internal_command_timeout = Duration::from_secs(5);
-                c.tcp = no_delay();
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(2);
@@ -160,15 +159,5 @@ impl RedisBus {
             tracing::warn!(error = %err, "Redis refused an event; delivering it to this instance only");
             let _ = self.local.send(Arc::new(event));
         }
-    }
-}
-
-/// TCP options of every Redis connection: `TCP_NODELAY`, so a command (or a
-/// pipeline) written while an earlier one is unacknowledged goes out at once
-/// instead of waiting behind Nagle's algorithm for the server's delayed ACK.
-pub(crate) fn no_delay() -> fred::types::config::TcpConfig {
-    fred::types::config::TcpConfig {
-        nodelay: Some(true),
-        ..Default::default()
     }
 }
