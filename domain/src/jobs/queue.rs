@@ -27,6 +27,10 @@ pub(crate) async fn enqueue_all(
     jobs: Vec<NewJob>,
     now: DateTime<Utc>,
 ) -> ServiceResult<()> {
+    // Most status changes enqueue nothing: no trace context to read then.
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let trace_parent = telemetry::context::current_traceparent();
     enqueue_traced(conn, jobs.into_iter().map(|job| (job, trace_parent.clone())), now).await
 }
