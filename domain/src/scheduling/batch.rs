@@ -84,6 +84,7 @@ impl std::fmt::Debug for BookingBatches {
         let state = self.lock();
         f.debug_struct("BookingBatches")
             .field("waiting", &state.waiting.len())
+            .field("writing", &state.writing)
             .field("writers", &state.writers)
             .finish()
     }
@@ -92,6 +93,8 @@ impl std::fmt::Debug for BookingBatches {
 #[derive(Default)]
 struct QueueState {
     waiting: VecDeque<Queued>,
+    /// Bookings in the batches being written.
+    writing: usize,
     /// Writer tasks running.
     writers: usize,
 }
@@ -102,25 +105,45 @@ impl BookingBatches {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next batch, or `None` (and one writer fewer) when nothing waits.
-    fn next_batch(&self) -> Option<Vec<Queued>> {
+    /// Bookings handed to the writers and not yet answered: those waiting
+    /// for a writer and those in the batches being written. What a drain
+    /// before shutdown waits on, and how a test knows every booking it sent
+    /// has reached the writers.
+    pub fn pending(&self) -> usize {
+        let state = self.lock();
+        state.waiting.len() + state.writing
+    }
+
+    /// The next batch, or `None` (and one writer fewer) when nothing waits;
+    /// `written` is how many the writer's previous batch held.
+    fn next_batch(&self, written: usize) -> Option<Vec<Queued>> {
         let mut state = self.lock();
+        state.writing -= written;
         if state.waiting.is_empty() {
             state.writers -= 1;
             return None;
         }
         let take = state.waiting.len().min(MAX_BATCH);
+        state.writing += take;
         Some(state.waiting.drain(..take).collect())
     }
 }
 
-/// Counts a writer out if its task ends without draining (a panic).
-struct WriterSlot<'a>(&'a BookingBatches, bool);
+/// Counts a writer and its batch out if its task ends without draining (a panic).
+struct WriterSlot<'a> {
+    batches: &'a BookingBatches,
+    /// Bookings of the batch in hand.
+    writing: usize,
+    /// The writer found the queue empty and has counted itself out.
+    done: bool,
+}
 
 impl Drop for WriterSlot<'_> {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.lock().writers -= 1;
+        if !self.done {
+            let mut state = self.batches.lock();
+            state.writers -= 1;
+            state.writing -= self.writing;
         }
     }
 }
@@ -149,12 +172,17 @@ impl Services {
 
     /// A writer: batches until the queue is empty.
     async fn drain_bookings(&self) {
-        let mut slot = WriterSlot(&self.booking_batches, false);
+        let mut slot = WriterSlot {
+            batches: &self.booking_batches,
+            writing: 0,
+            done: false,
+        };
         loop {
-            let Some(batch) = self.booking_batches.next_batch() else {
-                slot.1 = true;
+            let Some(batch) = self.booking_batches.next_batch(slot.writing) else {
+                slot.done = true;
                 return;
             };
+            slot.writing = batch.len();
             metrics::histogram!(BATCH_SIZE).record(batch.len() as f64);
             let (bookings, replies): (Vec<PendingBooking>, Vec<_>) =
                 batch.into_iter().map(|q| (q.booking, q.reply)).unzip();
