@@ -14,6 +14,7 @@ mod m20261125_000006_job_claim_indexes;
 mod m20261125_000007_audit_chainer;
 mod m20261129_000008_job_queue_partial_indexes;
 mod m20261129_000009_job_queue_autovacuum;
+mod m20261206_000010_interval_length_bound;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_audit_chainer::Migration),
             Box::new(m20261129_000008_job_queue_partial_indexes::Migration),
             Box::new(m20261129_000009_job_queue_autovacuum::Migration),
+            Box::new(m20261206_000010_interval_length_bound::Migration),
         ]
     }
 }

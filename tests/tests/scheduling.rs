@@ -990,6 +990,87 @@ async fn a_freed_interval_can_be_booked_again_at_once(app: &TestApp) {
     );
 }
 
+/// Reads of what occupies a window look for starts no earlier than the
+/// longest appointment before it (480 minutes): the longest appointment, one
+/// that started long before the window, is still found by the list, the slot
+/// search and the booking check, and nothing longer can exist.
+async fn the_longest_appointments_are_found_from_inside_them(app: &TestApp) {
+    let clinic = Clinic::open(app).await;
+    let create = "mutation($i: CreateAppointmentTypeInput!) { createAppointmentType(input: $i) { id } }";
+    let too_long = app
+        .gql(
+            Some(&clinic.staff),
+            create,
+            json!({ "i": { "name": "Too long", "durationMinutes": 481, "locationId": clinic.location } }),
+        )
+        .await;
+    assert_eq!(
+        (too_long.code(), too_long.field()),
+        ("BAD_USER_INPUT", Some("input.durationMinutes"))
+    );
+    let surgery = app
+        .create_appointment_type(&clinic.staff, &clinic.location, "Surgery", 480)
+        .await;
+    // 09:00-17:00 in New York: the provider's whole Thursday.
+    let booked = app
+        .gql(
+            Some(&clinic.staff),
+            "mutation($i: BookAppointmentInput!) { bookAppointment(input: $i) { id start end } }",
+            json!({ "i": { "providerId": clinic.provider, "patientId": clinic.patient, "appointmentTypeId": surgery, "start": "2026-11-26T14:00:00Z" } }),
+        )
+        .await;
+    let id = booked.data()["bookAppointment"]["id"]
+        .as_str()
+        .expect("booked")
+        .to_owned();
+    assert_eq!(booked.data()["bookAppointment"]["end"], at("2026-11-26T22:00:00Z"));
+
+    // A window opening in its last minute still finds it.
+    let listed = app
+        .gql(
+            Some(&clinic.staff),
+            "query($p: UUID, $f: DateTime, $t: DateTime) { appointments(filter: { providerId: $p, from: $f, to: $t }) { edges { node { id } } } }",
+            json!({ "p": clinic.provider, "f": "2026-11-26T21:59:00Z", "t": "2026-11-26T23:00:00Z" }),
+        )
+        .await;
+    assert_eq!(
+        listed.data()["appointments"]["edges"],
+        json!([{ "node": { "id": id } }]),
+        "the window from 16:59 overlaps the surgery"
+    );
+    // Its last half hour is neither offered nor bookable.
+    assert!(clinic.thursday(app, &clinic.patient_token).await.is_empty());
+    let late = clinic
+        .book(app, &clinic.staff, &clinic.patient, "2026-11-26T21:30:00Z", json!({}))
+        .await;
+    assert_eq!(late.code(), "SLOT_UNAVAILABLE");
+
+    if app.backend == careslot_tests::Backend::Postgres {
+        // The database itself refuses a longer appointment or hold.
+        use sea_orm::ConnectionTrait;
+        let db = &app.app.services.db;
+        let stretched = db
+            .execute_unprepared(&format!(
+                "UPDATE appointments SET end_at = start_at + interval '481 minutes' WHERE id = '{id}'"
+            ))
+            .await
+            .expect_err("a 481-minute appointment is refused");
+        assert!(
+            stretched.to_string().contains("appointments_length_bound"),
+            "{stretched}"
+        );
+        let longer = db
+            .execute_unprepared(&format!(
+                "INSERT INTO holds (id, provider_id, location_id, appointment_type_id, start_at, end_at, expires_at, held_by, created_at) \
+                 SELECT gen_random_uuid(), provider_id, location_id, appointment_type_id, start_at, \
+                 start_at + interval '481 minutes', now(), created_by, now() FROM appointments WHERE id = '{id}'"
+            ))
+            .await
+            .expect_err("a 481-minute hold is refused");
+        assert!(longer.to_string().contains("holds_length_bound"), "{longer}");
+    }
+}
+
 on_both_databases!(
     slots_follow_the_weekly_rules,
     rules_are_validated,
@@ -1004,4 +1085,5 @@ on_both_databases!(
     events_follow_commits_only,
     bookings_in_a_dst_gap_are_refused,
     a_freed_interval_can_be_booked_again_at_once,
+    the_longest_appointments_are_found_from_inside_them,
 );

@@ -2,6 +2,7 @@
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::{AppointmentTypeId, LocationId};
+use crate::scheduling::MAX_APPOINTMENT_MINUTES;
 use crate::services::{Caller, Services};
 use crate::validate;
 use entity::{appointment_type, location};
@@ -51,7 +52,7 @@ impl From<appointment_type::Model> for AppointmentType {
 pub struct NewAppointmentType {
     /// Name.
     pub name: String,
-    /// Length in minutes (5 to 480).
+    /// Length in minutes (5 to [`MAX_APPOINTMENT_MINUTES`], 480).
     pub duration_minutes: i32,
     /// Location.
     pub location_id: LocationId,
@@ -88,8 +89,12 @@ impl Services {
     ) -> ServiceResult<AppointmentType> {
         caller.actor()?.require_manages(input.location_id)?;
         let name = validate::name("input.name", &input.name, 200)?;
-        let duration =
-            minutes("input.durationMinutes", Some(input.duration_minutes), 5..=480)?.unwrap_or(input.duration_minutes);
+        let duration = minutes(
+            "input.durationMinutes",
+            Some(input.duration_minutes),
+            5..=MAX_APPOINTMENT_MINUTES,
+        )?
+        .unwrap_or(input.duration_minutes);
         let row = appointment_type::Model {
             id: AppointmentTypeId::new().0,
             location_id: input.location_id.0,

@@ -20,7 +20,10 @@ mod store;
 mod taken;
 mod workflow;
 
-pub use model::{Appointment, AppointmentFilter, Hold, NewBooking, NewTimeOff, Slot, SlotQuery, WeeklyRuleInput};
+pub use model::{
+    Appointment, AppointmentFilter, Hold, MAX_APPOINTMENT_LENGTH, MAX_APPOINTMENT_MINUTES, NewBooking, NewTimeOff,
+    Slot, SlotQuery, WeeklyRuleInput,
+};
 pub use status::AppointmentStatus;
 
 /// Validates weekly rules as `setWeeklyAvailability` does (for property tests).

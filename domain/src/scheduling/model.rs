@@ -3,8 +3,19 @@
 use super::status::AppointmentStatus;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::{AppointmentId, AppointmentTypeId, HoldId, LocationId, PatientId, ProviderId};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use entity::appointment;
+
+/// The longest an appointment type may last, in minutes: appointments and
+/// holds are never longer (an interval is one type's length), and the
+/// database refuses longer ones (migration 000010).
+pub const MAX_APPOINTMENT_MINUTES: i32 = 480;
+
+/// How far before a window the start of anything that overlaps it can lie:
+/// reads of appointments and holds bound their index range from below with
+/// it (`start_at > from - MAX_APPOINTMENT_LENGTH`), so they read the window,
+/// not the provider's whole history.
+pub const MAX_APPOINTMENT_LENGTH: Duration = Duration::minutes(MAX_APPOINTMENT_MINUTES as i64);
 
 /// A bookable interval of one provider.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Reading appointments: one by id, or a filtered keyset page by start.
 
 use super::booking::{appointment_audit, sees};
-use super::model::{Appointment, AppointmentFilter};
+use super::model::{Appointment, AppointmentFilter, MAX_APPOINTMENT_LENGTH};
 use crate::auth::Role;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::AppointmentId;
@@ -83,7 +83,11 @@ impl Services {
             query = query.filter(appointment::Column::PatientId.eq(patient.0));
         }
         if let Some(from) = filter.from {
-            query = query.filter(appointment::Column::EndAt.gt(from));
+            // The start bound adds no answer (see `MAX_APPOINTMENT_LENGTH`);
+            // it keeps the index range to the window.
+            query = query
+                .filter(appointment::Column::StartAt.gt(from - MAX_APPOINTMENT_LENGTH))
+                .filter(appointment::Column::EndAt.gt(from));
         }
         if let Some(to) = filter.to {
             query = query.filter(appointment::Column::StartAt.lt(to));

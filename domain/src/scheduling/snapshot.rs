@@ -9,6 +9,7 @@
 
 use super::availability::{Busy, Interval, Schedule, WeeklyRule};
 use super::cache::RawOccupancy;
+use super::model::MAX_APPOINTMENT_LENGTH;
 use super::store::{OCCUPANCY_MARGIN, blocking_codes, zone};
 use crate::error::ServiceResult;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -124,12 +125,12 @@ pub(super) async fn read_many(conn: &impl ConnectionTrait, arounds: &[Around<'_>
 }
 
 /// Values bound per window (SQLite).
-const WINDOW_VALUES: usize = 6;
+const WINDOW_VALUES: usize = 7;
 
 /// The values of [`statement_text`]: `now` and the blocking statuses, then the
-/// windows: on PostgreSQL as six arrays (one statement text whatever the
+/// windows: on PostgreSQL as seven arrays (one statement text whatever the
 /// batch size, so one prepared statement and one plan), on SQLite as a
-/// `VALUES` row of six each.
+/// `VALUES` row of seven each.
 fn statement_values(backend: DbBackend, arounds: &[Around<'_>]) -> Vec<Value> {
     let statuses = blocking_codes();
     let mut values: Vec<Value> = Vec::with_capacity(1 + statuses.len() + arounds.len() * WINDOW_VALUES);
@@ -137,6 +138,8 @@ fn statement_values(backend: DbBackend, arounds: &[Around<'_>]) -> Vec<Value> {
     values.extend(statuses.iter().map(|s| Value::from(*s)));
     let from = |a: &Around| a.interval.start - OCCUPANCY_MARGIN;
     let to = |a: &Around| a.interval.end + OCCUPANCY_MARGIN;
+    // The earliest start of an appointment or hold that can reach `from`.
+    let earliest = |a: &Around| from(a) - MAX_APPOINTMENT_LENGTH;
     if backend == DbBackend::Postgres {
         let ids =
             |id: &dyn Fn(&Around) -> Option<Uuid>| text_array(arounds.iter().map(|a| id(a).map(|u| u.to_string())));
@@ -153,6 +156,7 @@ fn statement_values(backend: DbBackend, arounds: &[Around<'_>]) -> Vec<Value> {
         values.push(instants(&to).into());
         values.push(ids(&|a| Some(a.user)).into());
         values.push(ids(&|a| a.moving).into());
+        values.push(instants(&earliest).into());
     } else {
         for around in arounds {
             values.push(around.location.id.into());
@@ -161,6 +165,7 @@ fn statement_values(backend: DbBackend, arounds: &[Around<'_>]) -> Vec<Value> {
             values.push(to(around).into());
             values.push(around.user.into());
             values.push(around.moving.into());
+            values.push(earliest(around).into());
         }
     }
     values
@@ -203,36 +208,39 @@ fn build_statement_text(backend: DbBackend, windows: usize) -> String {
     let status_list = (0..statuses.len()).map(|i| p(2 + i)).collect::<Vec<_>>().join(", ");
     let first = 2 + statuses.len();
     // w: window, l: location, pr: provider, f/t: occupancy read from/to,
-    // u: the asking user, m: the appointment being moved (NULL when none).
+    // u: the asking user, m: the appointment being moved (NULL when none),
+    // lo: the earliest start of an appointment or hold that can reach f.
     let win = if pg {
         format!(
-            "win AS MATERIALIZED (SELECT (x.n - 1)::integer AS w, x.l, x.pr, x.f, x.t, x.u, x.m \
+            "win AS MATERIALIZED (SELECT (x.n - 1)::integer AS w, x.l, x.pr, x.f, x.t, x.u, x.m, x.lo \
              FROM unnest({}::text::uuid[], {}::text::uuid[], {}::text::timestamptz[], {}::text::timestamptz[], \
-             {}::text::uuid[], {}::text::uuid[]) WITH ORDINALITY AS x(l, pr, f, t, u, m, n))",
+             {}::text::uuid[], {}::text::uuid[], {}::text::timestamptz[]) WITH ORDINALITY AS x(l, pr, f, t, u, m, lo, n))",
             p(first),
             p(first + 1),
             p(first + 2),
             p(first + 3),
             p(first + 4),
-            p(first + 5)
+            p(first + 5),
+            p(first + 6)
         )
     } else {
         let rows = (0..windows)
             .map(|w| {
                 let at = |k: usize| p(first + w * WINDOW_VALUES + k);
                 format!(
-                    "({w}, {}, {}, {}, {}, {}, {})",
+                    "({w}, {}, {}, {}, {}, {}, {}, {})",
                     at(0),
                     at(1),
                     at(2),
                     at(3),
                     at(4),
-                    at(5)
+                    at(5),
+                    at(6)
                 )
             })
             .collect::<Vec<_>>()
             .join(", ");
-        format!("win(w, l, pr, f, t, u, m) AS (VALUES {rows})")
+        format!("win(w, l, pr, f, t, u, m, lo) AS (VALUES {rows})")
     };
     // PostgreSQL: per window through a LATERAL subquery (see above). SQLite
     // has no LATERAL; its planner walks the index per window in any case.
@@ -246,18 +254,21 @@ fn build_statement_text(backend: DbBackend, windows: usize) -> String {
             format!("win JOIN {table} {alias} ON {range} {filter}")
         }
     };
+    // Time off may last weeks: unbounded below (a provider has little of it).
+    // Appointments and holds last a type's length at most: the lower bound
+    // keeps their index range to the window, not the provider's history.
     let time_off = per_window("time_off", "t", "t.start_at, t.end_at", "");
     let appointments = per_window(
         "appointments",
         "a",
         "a.start_at, a.end_at, a.appointment_type_id",
-        &format!("AND a.status IN ({status_list}) AND (win.m IS NULL OR a.id <> win.m)"),
+        &format!("AND a.start_at > win.lo AND a.status IN ({status_list}) AND (win.m IS NULL OR a.id <> win.m)"),
     );
     let holds = per_window(
         "holds",
         "h",
         "h.start_at, h.end_at, h.expires_at, h.held_by",
-        &format!("AND (h.expires_at > {now} OR h.held_by = win.u)"),
+        &format!("AND h.start_at > win.lo AND (h.expires_at > {now} OR h.held_by = win.u)"),
     );
     format!(
         "WITH {win} \

@@ -2,6 +2,7 @@
 
 use super::availability::{Busy, Interval, Schedule, SlotSpec, WeeklyRule};
 use super::cache::RawOccupancy;
+use super::model::MAX_APPOINTMENT_LENGTH;
 use super::status::{ALL_STATUSES, AppointmentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use chrono::{DateTime, Duration, Utc};
@@ -114,6 +115,9 @@ pub async fn raw_occupancy(
     let mut appointments = appointment::Entity::find()
         .filter(appointment::Column::ProviderId.is_in(providers.iter().copied()))
         .filter(appointment::Column::Status.is_in(blocking_codes()))
+        // The lower bound adds no answer (nothing is longer); it keeps the
+        // index range to the window instead of the provider's whole history.
+        .filter(appointment::Column::StartAt.gt(from - MAX_APPOINTMENT_LENGTH))
         .filter(appointment::Column::StartAt.lt(to))
         .filter(appointment::Column::EndAt.gt(from));
     if let Some(moving) = moving {
@@ -142,6 +146,7 @@ pub async fn raw_occupancy(
     for h in hold::Entity::find()
         .filter(hold::Column::ProviderId.is_in(providers.iter().copied()))
         .filter(hold::Column::ExpiresAt.gt(now))
+        .filter(hold::Column::StartAt.gt(from - MAX_APPOINTMENT_LENGTH))
         .filter(hold::Column::StartAt.lt(to))
         .filter(hold::Column::EndAt.gt(from))
         .all(conn)
