@@ -31,7 +31,7 @@ use entity::{appointment, appointment_history, hold};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryTrait, TransactionTrait,
+    QueryFilter, QueryTrait,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -219,7 +219,7 @@ impl Services {
     /// One transaction for `bookings`: the outer error fails them all (and
     /// nothing is written); each booking's refusal is its own answer.
     async fn book_together(&self, bookings: &[PendingBooking]) -> ServiceResult<Vec<Answer>> {
-        let txn = self.db.begin().await?;
+        let txn = super::lock::begin_writer(&self.db).await?;
         match self.book_in(&txn, bookings).await {
             Ok(answers) => {
                 txn.commit().await.map_err(super::booking::booking_conflict)?;

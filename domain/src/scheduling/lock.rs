@@ -116,6 +116,23 @@ fn lock_key(provider: ProviderId) -> i64 {
     i64::from_be_bytes(high) ^ i64::from_be_bytes(low)
 }
 
+/// Begins a transaction for writes to schedules (bookings, holds, moves,
+/// rules). On PostgreSQL its statements run on generic plans: the lock and
+/// snapshot statements take their windows as arrays, and with the values in
+/// view the planner judges every custom plan cheaper than the generic one,
+/// so it planned them anew on every call, which cost more than running them
+/// (0.34 ms planning against 0.18 ms running, BENCHMARKS.md). Their generic
+/// plans walk the same indexes. `SET LOCAL` ends with the transaction.
+pub(super) async fn begin_writer(db: &sea_orm::DatabaseConnection) -> ServiceResult<sea_orm::DatabaseTransaction> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?;
+    }
+    Ok(txn)
+}
+
 impl crate::services::Services {
     /// Begins a transaction as a writer of `provider`: its turn in this
     /// process first (see [`ProviderTurns`]), then its lock across instances.
@@ -124,9 +141,8 @@ impl crate::services::Services {
         &self,
         provider: ProviderId,
     ) -> ServiceResult<(tokio::sync::MutexGuard<'_, ()>, sea_orm::DatabaseTransaction)> {
-        use sea_orm::TransactionTrait;
         let turn = self.provider_turns.wait(provider).await;
-        let txn = self.db.begin().await?;
+        let txn = begin_writer(&self.db).await?;
         lock_provider(&txn, provider).await?;
         Ok((turn, txn))
     }
