@@ -15,6 +15,7 @@ mod m20261125_000007_audit_chainer;
 mod m20261129_000008_job_queue_partial_indexes;
 mod m20261129_000009_job_queue_autovacuum;
 mod m20261206_000010_interval_length_bound;
+mod m20261206_000011_job_queue_fillfactor;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_job_queue_partial_indexes::Migration),
             Box::new(m20261129_000009_job_queue_autovacuum::Migration),
             Box::new(m20261206_000010_interval_length_bound::Migration),
+            Box::new(m20261206_000011_job_queue_fillfactor::Migration),
         ]
     }
 }
