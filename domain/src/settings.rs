@@ -148,8 +148,11 @@ pub struct Settings {
     pub worker_embedded: bool,
     /// `CARESLOT_WORKER_POLL_SECONDS`, default 5: how often an idle worker looks for due jobs.
     pub worker_poll_seconds: i64,
-    /// `CARESLOT_WORKER_CONCURRENCY`, default 4: jobs one worker claims and runs at once.
+    /// `CARESLOT_WORKER_CONCURRENCY`, default 4: jobs one claim takes (a batch).
     pub worker_concurrency: i64,
+    /// `CARESLOT_WORKER_BATCHES`, default 2: batches one worker claims and runs
+    /// at once (while one waits on its sends or the database, another goes on).
+    pub worker_batches: i64,
     /// `CARESLOT_WORKER_LEASE_SECONDS`, default 300: how long a claim lasts before
     /// another worker may take the job over (more than twice the send timeout).
     pub worker_lease_seconds: i64,
@@ -217,6 +220,7 @@ const KEYS: &[(&str, &str)] = &[
     ("worker_embedded", "CARESLOT_WORKER_EMBEDDED"),
     ("worker_poll_seconds", "CARESLOT_WORKER_POLL_SECONDS"),
     ("worker_concurrency", "CARESLOT_WORKER_CONCURRENCY"),
+    ("worker_batches", "CARESLOT_WORKER_BATCHES"),
     ("worker_lease_seconds", "CARESLOT_WORKER_LEASE_SECONDS"),
     ("send_timeout_seconds", "CARESLOT_SEND_TIMEOUT_SECONDS"),
     ("job_max_attempts", "CARESLOT_JOB_MAX_ATTEMPTS"),
@@ -423,6 +427,7 @@ impl Settings {
             worker_embedded: worker.embedded,
             worker_poll_seconds: worker.poll_seconds,
             worker_concurrency: worker.concurrency,
+            worker_batches: worker.batches,
             worker_lease_seconds: worker.lease_seconds,
             send_timeout_seconds: worker.send_timeout_seconds,
             job_max_attempts: worker.max_attempts,
@@ -538,6 +543,7 @@ struct WorkerSettings {
     embedded: bool,
     poll_seconds: i64,
     concurrency: i64,
+    batches: i64,
     lease_seconds: i64,
     send_timeout_seconds: i64,
     max_attempts: i64,
@@ -607,6 +613,10 @@ impl WorkerSettings {
         if concurrency > 256 {
             return Err(SettingsError::new("CARESLOT_WORKER_CONCURRENCY", "must be at most 256"));
         }
+        let batches = raw.positive("CARESLOT_WORKER_BATCHES", 2)?;
+        if batches > 16 {
+            return Err(SettingsError::new("CARESLOT_WORKER_BATCHES", "must be at most 16"));
+        }
         Ok(Self {
             email_from,
             reminder_offsets,
@@ -614,6 +624,7 @@ impl WorkerSettings {
             embedded,
             poll_seconds: raw.positive("CARESLOT_WORKER_POLL_SECONDS", 5)?,
             concurrency,
+            batches,
             lease_seconds,
             send_timeout_seconds,
             max_attempts,
@@ -688,6 +699,8 @@ mod tests {
             ("CARESLOT_WORKER_EMBEDDED", "sometimes"),
             ("CARESLOT_WORKER_POLL_SECONDS", "0"),
             ("CARESLOT_WORKER_CONCURRENCY", "1000"),
+            ("CARESLOT_WORKER_BATCHES", "0"),
+            ("CARESLOT_WORKER_BATCHES", "17"),
             ("CARESLOT_WORKER_LEASE_SECONDS", "60"),
             ("CARESLOT_JOB_MAX_ATTEMPTS", "-1"),
             ("CARESLOT_JOB_BACKOFF_MAX_SECONDS", "10"),

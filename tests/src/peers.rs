@@ -176,21 +176,41 @@ pub fn prism_twilio() -> Peer {
 }
 
 /// An SMTP "server" that accepts connections and never says a word, like a
-/// peer that hangs: a send to it blocks until its timeout.
+/// peer that hangs: a send to it blocks until its timeout. It counts the
+/// connections it took, so a test knows when a worker is inside its sends.
 pub struct SilentServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
-    _listener: std::net::TcpListener,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SilentServer {
-    /// Starts one (the kernel completes connections into the backlog).
+    /// Starts one: a thread accepts every connection and keeps it open, silent.
     pub fn start() -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        Self {
-            port,
-            _listener: listener,
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                open.push(stream);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        Self { port, accepted }
+    }
+
+    /// Waits (up to 5 s) until `n` clients have connected: each is a send
+    /// started and hanging. Answers whether they did.
+    pub async fn wait_for_connections(&self, n: usize) -> bool {
+        for _ in 0..200 {
+            if self.accepted.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        false
     }
 }

@@ -1,10 +1,10 @@
-//! The worker runs a claimed batch phase by phase: each channel is started for
-//! the whole batch in one transaction, its sends run together and are recorded
-//! in one statement, and the done jobs are finished in one statement. These
-//! tests hold those batched paths to the rules of a job run alone: a lapsed
-//! claim is left to its new owner, a settled channel is never sent again, and
-//! each job's message goes out once per channel. Real SMTP (aiosmtpd) and
-//! Twilio (Prism) peers, as in `reminders.rs`.
+//! The worker runs a claimed batch in one send phase: one read checks the
+//! batch's claims and settled channels, its calls run together and are
+//! recorded in one statement, and the done jobs are finished in one
+//! statement. These tests hold those batched paths to the rules of a job run
+//! alone: a lapsed claim is left to its new owner, a settled channel is never
+//! sent again, and each job's message goes out once per channel. Real SMTP
+//! (aiosmtpd) and Twilio (Prism) peers, as in `reminders.rs`.
 
 use careslot_tests::TestApp;
 use careslot_tests::clinic::Clinic;
@@ -13,8 +13,8 @@ use careslot_tests::peers::{SilentServer, SmtpServer, free_port, prism_twilio};
 use chrono::{DateTime, Duration, Utc};
 use domain::clock::Clock;
 use domain::jobs::{
-    Channel, ClaimOptions, ClaimedJob, DeliveryIntent, DeliveryRecord, DeliveryStart, DeliveryStatus, Job, JobKind,
-    JobStatus,
+    Channel, ClaimCheck, ClaimCursor, ClaimOptions, ClaimedJob, DeliveryRecord, DeliveryStatus, Finish, Job, JobKind,
+    JobStatus, Settled,
 };
 use sea_orm::{ConnectionTrait, EntityTrait, Statement};
 use serde_json::json;
@@ -33,6 +33,7 @@ fn config(id: &str) -> WorkerConfig {
     WorkerConfig {
         worker_id: id.into(),
         concurrency: 8,
+        batches: 1,
         lease: std::time::Duration::from_secs(300),
         send_timeout: std::time::Duration::from_secs(60),
         poll: std::time::Duration::from_secs(1),
@@ -153,19 +154,20 @@ fn claim(id: &str, limit: u32) -> ClaimOptions {
         worker_id: id.into(),
         limit,
         lease: Duration::seconds(300),
+        after: None,
     }
 }
 
-fn sending<'a>(claims: impl IntoIterator<Item = &'a ClaimedJob>) -> Vec<DeliveryIntent<'a>> {
-    claims
-        .into_iter()
-        .map(|claimed| DeliveryIntent { claimed, skip: None })
-        .collect()
+fn all<'a>(claims: impl IntoIterator<Item = &'a ClaimedJob>) -> Vec<&'a ClaimedJob> {
+    claims.into_iter().collect()
 }
 
+/// A claim that holds with nothing settled.
+const FRESH: ClaimCheck = ClaimCheck::Holds(Settled { email: None, sms: None });
+
 /// A batch whose lease lapsed while it ran, two of its jobs taken over by
-/// another worker: starting a channel answers `LeaseLost` for every lapsed
-/// claim (and `Go` for the new owner's, in the same call); finishing the
+/// another worker: the check answers `LeaseLost` for every lapsed claim (and
+/// that the new owner's hold, in the same call); finishing the
 /// batch finishes only the jobs still under its claim and leaves the taken
 /// ones running under their new owner; the new owner finds the channel the
 /// first worker recorded as sent settled and does not send it again.
@@ -188,11 +190,14 @@ async fn lapsed_claims_in_a_batch_are_left_to_their_new_owner(app: &TestApp) {
         1,
         "one lease token per claimed batch"
     );
-    let started = services
-        .begin_deliveries(&sending(&first), Channel::Email, call)
+    let started = services.check_claims(&all(&first), call).await.expect("check");
+    assert_eq!(started, vec![FRESH; 6]);
+    // A claim that would lapse before a call could end does not hold.
+    let too_long = services
+        .check_claims(&all(&first), Duration::seconds(301))
         .await
-        .expect("begin");
-    assert_eq!(started, vec![DeliveryStart::Go; 6]);
+        .expect("check");
+    assert_eq!(too_long, vec![ClaimCheck::LeaseLost; 6]);
 
     // The batch's lease lapses; worker b takes two of its jobs over.
     app.clock.advance(Duration::seconds(301));
@@ -202,13 +207,10 @@ async fn lapsed_claims_in_a_batch_are_left_to_their_new_owner(app: &TestApp) {
 
     // One call, two lease tokens: every lapsed claim of a is lost, b's hold.
     let mixed = services
-        .begin_deliveries(&sending(first.iter().chain(&taken)), Channel::Sms, call)
+        .check_claims(&all(first.iter().chain(&taken)), call)
         .await
-        .expect("begin");
-    assert_eq!(
-        mixed,
-        [vec![DeliveryStart::LeaseLost; 6], vec![DeliveryStart::Go; 2]].concat()
-    );
+        .expect("check");
+    assert_eq!(mixed, [vec![ClaimCheck::LeaseLost; 6], vec![FRESH; 2]].concat());
 
     // a's sends went out: the truth about the peer is recorded whatever the claim.
     let sent: Vec<DeliveryRecord> = first
@@ -241,23 +243,29 @@ async fn lapsed_claims_in_a_batch_are_left_to_their_new_owner(app: &TestApp) {
     );
 
     // b: email is settled by a's record (not sent again); SMS has nothing to send.
-    let email = services
-        .begin_deliveries(&sending(&taken), Channel::Email, call)
-        .await
-        .expect("begin");
-    assert_eq!(email, vec![DeliveryStart::Settled(DeliveryStatus::Sent); 2]);
-    let skip: Vec<DeliveryIntent> = taken
+    let checked = services.check_claims(&all(&taken), call).await.expect("check");
+    let email_sent = ClaimCheck::Holds(Settled {
+        email: Some(DeliveryStatus::Sent),
+        sms: None,
+    });
+    assert_eq!(checked, vec![email_sent; 2]);
+    let skip: Vec<DeliveryRecord> = taken
         .iter()
-        .map(|claimed| DeliveryIntent {
+        .map(|claimed| DeliveryRecord {
             claimed,
-            skip: Some("the patient has no phone number"),
+            channel: Channel::Sms,
+            status: DeliveryStatus::Skipped,
+            provider_ref: None,
+            error: Some("the patient has no phone number".into()),
         })
         .collect();
-    let sms = services
-        .begin_deliveries(&skip, Channel::Sms, call)
-        .await
-        .expect("begin");
-    assert_eq!(sms, vec![DeliveryStart::Skipped; 2]);
+    services.record_deliveries(&skip).await.expect("record");
+    let settled = services.check_claims(&all(&taken), call).await.expect("check");
+    let both = ClaimCheck::Holds(Settled {
+        email: Some(DeliveryStatus::Sent),
+        sms: Some(DeliveryStatus::Skipped),
+    });
+    assert_eq!(settled, vec![both; 2], "a skipped channel is settled too");
     let finished = services
         .finish_done(&taken.iter().map(|c| (c, Some("a note"))).collect::<Vec<_>>())
         .await
@@ -346,9 +354,9 @@ async fn a_batch_mixing_retried_and_fresh_jobs_sends_only_unsettled_channels(app
     }
 }
 
-/// A worker killed while a whole batch hangs in its sends: every job was at
-/// `sending`; after the lease lapses another worker sends each job's email
-/// exactly once.
+/// A worker killed while a whole batch hangs in its sends (every job's call
+/// connected to a peer that never answers): after the lease lapses another
+/// worker sends each job's email exactly once.
 async fn a_batch_killed_mid_send_is_sent_once_per_job(app: &TestApp) {
     let clinic = Clinic::open(app).await;
     let mut appointments = Vec::new();
@@ -362,21 +370,10 @@ async fn a_batch_killed_mid_send_is_sent_once_per_job(app: &TestApp) {
     let silent = SilentServer::start();
     let hung = worker(app, "hung", smtp(&format!("smtp://127.0.0.1:{}", silent.port)), None);
     let crashed = tokio::spawn(async move { hung.run_once().await });
-    let services = app.app.services.clone();
-    let mut all_sending = false;
-    for _ in 0..200 {
-        let mut sending = 0;
-        for id in &jobs {
-            let deliveries = services.deliveries(*id).await.expect("deliveries");
-            sending += usize::from(deliveries.iter().any(|d| d.status == DeliveryStatus::Sending));
-        }
-        if sending == jobs.len() {
-            all_sending = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(all_sending, "the whole batch reached its sends");
+    assert!(
+        silent.wait_for_connections(jobs.len()).await,
+        "the whole batch reached its sends"
+    );
     crashed.abort();
     let _ = crashed.await;
 
@@ -438,9 +435,76 @@ async fn a_batch_that_cannot_be_read_runs_its_jobs_one_by_one(app: &TestApp) {
     assert!(ids.contains_key(&format!("<{}.email@careslot>", good.id)));
 }
 
+/// A worker's claims go on after the last job it claimed ([`ClaimCursor`]):
+/// a job put back behind the cursor is passed over by those claims and taken
+/// by the next claim from the oldest due job, which comes round within
+/// [`ClaimCursor::FULL_CLAIM_EVERY`]; lapsed leases are looked for by full
+/// claims only.
+async fn a_job_behind_the_claim_cursor_waits_for_the_next_full_claim(app: &TestApp) {
+    let services = &app.app.services;
+    let clinic = Clinic::open(app).await;
+    let appointment = book(app, &clinic, &clinic.patient, "2026-11-26T15:00:00Z").await;
+    // Three jobs due before the booking's confirmation, oldest first.
+    let ids = due_jobs(app, appointment, 3).await;
+    let mut cursor = ClaimCursor::default();
+    let next = |cursor: &mut ClaimCursor| {
+        let now = app.clock.now();
+        let start = cursor.start(now);
+        let options = ClaimOptions {
+            after: start,
+            ..claim("a", 1)
+        };
+        async move {
+            let claimed = services.claim_jobs(&options).await.expect("claim");
+            (start, claimed, now)
+        }
+    };
+    let (start, first, now) = next(&mut cursor).await;
+    assert_eq!(
+        (start, first[0].job.id),
+        (None, ids[0]),
+        "the first claim starts from the oldest"
+    );
+    cursor.advance(start, &first, 1, now);
+    assert!(services.finish_job(&first[0], Finish::Release).await.expect("release"));
+
+    let (start, second, now) = next(&mut cursor).await;
+    assert!(start.is_some());
+    assert_eq!(second[0].job.id, ids[1], "the put-back job is behind the cursor");
+    cursor.advance(start, &second, 1, now);
+    let (start, third, now) = next(&mut cursor).await;
+    assert_eq!(third[0].job.id, ids[2]);
+    cursor.advance(start, &third, 1, now);
+
+    app.clock.advance(ClaimCursor::FULL_CLAIM_EVERY);
+    let (start, fourth, _) = next(&mut cursor).await;
+    assert_eq!((start, fourth[0].job.id), (None, ids[0]), "the full claim takes it");
+
+    // Only claims from the oldest due job look for lapsed leases.
+    app.clock.advance(Duration::seconds(400));
+    let beyond = Some((app.clock.now() + Duration::days(1), Uuid::max()));
+    let cursor_claim = ClaimOptions {
+        after: beyond,
+        ..claim("b", 10)
+    };
+    assert!(
+        services.claim_jobs(&cursor_claim).await.expect("claim").is_empty(),
+        "a cursor claim leaves lapsed leases to the next full claim"
+    );
+    let lapsed: HashSet<Uuid> = services
+        .claim_jobs(&claim("b", 3))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|c| c.job.id)
+        .collect();
+    assert_eq!(lapsed, ids.iter().copied().collect(), "the full claim takes them over");
+}
+
 on_both_databases!(
     lapsed_claims_in_a_batch_are_left_to_their_new_owner,
     a_batch_mixing_retried_and_fresh_jobs_sends_only_unsettled_channels,
     a_batch_killed_mid_send_is_sent_once_per_job,
     a_batch_that_cannot_be_read_runs_its_jobs_one_by_one,
+    a_job_behind_the_claim_cursor_waits_for_the_next_full_claim,
 );

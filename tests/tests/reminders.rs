@@ -23,6 +23,7 @@ fn config(id: &str) -> WorkerConfig {
     WorkerConfig {
         worker_id: id.into(),
         concurrency: 8,
+        batches: 1,
         lease: std::time::Duration::from_secs(300),
         send_timeout: std::time::Duration::from_secs(60),
         poll: std::time::Duration::from_secs(1),
@@ -360,16 +361,7 @@ async fn worker_killed_mid_send_leads_to_one_delivery(app: &TestApp) {
     let a = worker(app, smtp(&format!("smtp://127.0.0.1:{}", silent.port)), None);
     let crashed = tokio::spawn(async move { a.run_once().await });
     let services = app.app.services.clone();
-    let mut sending = false;
-    for _ in 0..200 {
-        let deliveries = services.deliveries(confirmation_id).await.expect("deliveries");
-        if deliveries.iter().any(|d| d.status == DeliveryStatus::Sending) {
-            sending = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(sending, "worker A reached the send");
+    assert!(silent.wait_for_connections(1).await, "worker A reached the send");
     crashed.abort();
     let _ = crashed.await;
 
@@ -553,10 +545,8 @@ impl EmailSender for Counting {
     }
 }
 
-async fn two_workers_drain(backend: Backend, count: usize) {
-    let app = TestApp::spawn_with(backend, &[("CARESLOT_JOB_MAX_ATTEMPTS", "3")]).await;
-    let clinic = Clinic::open(&app).await;
-    let id = book(&app, &clinic, &clinic.patient, THU_10).await;
+/// `count` due confirmation jobs of appointment `id`, written directly.
+async fn insert_due_jobs(app: &TestApp, id: Uuid, count: usize) {
     let now = app.clock.now();
     let rows: Vec<entity::job::ActiveModel> = (0..count)
         .map(|n| {
@@ -588,6 +578,13 @@ async fn two_workers_drain(backend: Backend, count: usize) {
             .await
             .expect("insert jobs");
     }
+}
+
+async fn two_workers_drain(backend: Backend, count: usize) {
+    let app = TestApp::spawn_with(backend, &[("CARESLOT_JOB_MAX_ATTEMPTS", "3")]).await;
+    let clinic = Clinic::open(&app).await;
+    let id = book(&app, &clinic, &clinic.patient, THU_10).await;
+    insert_due_jobs(&app, id, count).await;
     let counting = Arc::new(Counting::default());
     let senders = Senders {
         email: counting.clone(),
@@ -616,6 +613,59 @@ async fn two_workers_drain(backend: Backend, count: usize) {
     if backend == Backend::Postgres {
         assert!(ran_a > 0 && ran_b > 0, "both workers took part");
     }
+}
+
+/// Two workers running their claim loops (three batches in flight each,
+/// claim cursors, full claims), as `careslot-worker` does: every job is sent
+/// once and ends done, and both stop when told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_with_batches_in_flight_send_each_job_once_on_postgres() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let clinic = Clinic::open(&app).await;
+    let id = book(&app, &clinic, &clinic.patient, THU_10).await;
+    insert_due_jobs(&app, id, 600).await;
+    let total = 601; // and the booking's own confirmation
+    let counting = Arc::new(Counting::default());
+    let senders = Senders {
+        email: counting.clone(),
+        sms: None,
+    };
+    let several = |name: &str| WorkerConfig {
+        batches: 3,
+        ..config(name)
+    };
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let workers = [
+        tokio::spawn(
+            Worker::new(app.app.services.clone(), senders.clone(), several("a"))
+                .run(stopping.clone(), std::time::Duration::from_secs(5)),
+        ),
+        tokio::spawn(
+            Worker::new(app.app.services.clone(), senders, several("b"))
+                .run(stopping, std::time::Duration::from_secs(5)),
+        ),
+    ];
+    let sent = || counting.sends.lock().unwrap_or_else(|p| p.into_inner()).len();
+    for _ in 0..400 {
+        if sent() >= total {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let _ = stop.send(true);
+    for worker in workers {
+        worker.await.expect("worker stopped");
+    }
+    let sends = counting.sends.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(sends.len(), total, "every job sent");
+    assert!(sends.values().all(|n| *n == 1), "no job sent twice");
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let done = entity::job::Entity::find()
+        .filter(entity::job::Column::Status.eq(JobStatus::Done.code()))
+        .count(&app.app.services.db)
+        .await
+        .expect("count");
+    assert_eq!(done as usize, total, "every job done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,10 +1,10 @@
-//! Running a claimed batch phase by phase. Each channel in turn (email, then
-//! SMS) is started for the whole batch in one transaction (which claims still
-//! hold, which channels an earlier attempt settled, `sending` for the rest),
-//! its sends run concurrently, each in its job's span, and their outcomes are
-//! recorded in one statement as soon as the last send ends. Then the jobs that
-//! ended done are finished in one statement; the rarer endings (retry, dead
-//! letter, deferral) are written job by job.
+//! Running a claimed batch in one send phase: one read checks which claims
+//! still hold for the calls and which channels an earlier attempt settled;
+//! every call of the batch (each job's email and SMS) then runs concurrently,
+//! each in its job's span; one statement records how each call ended, and
+//! the channels with nothing to send as `skipped`, as soon as the last call
+//! ends. Then the jobs that ended done are finished in one statement; the
+//! rarer endings (retry, dead letter, deferral) are written job by job.
 //!
 //! Every per-job rule of a job run alone still holds: a job whose claim is
 //! lost is left alone from then on, a settled channel is not sent again, SMS
@@ -17,7 +17,7 @@ use crate::sms::OutgoingSms;
 use crate::worker::Senders;
 use domain::Services;
 use domain::jobs::redact::redact;
-use domain::jobs::{Channel, ClaimedJob, DeliveryIntent, DeliveryRecord, DeliveryStart, DeliveryStatus, Finish};
+use domain::jobs::{Channel, ClaimCheck, ClaimedJob, DeliveryRecord, DeliveryStatus, Finish};
 use domain::notifications::{Prepared, PreparedNotice};
 use futures_util::future::join_all;
 use std::time::{Duration, Instant};
@@ -127,84 +127,99 @@ pub(crate) async fn run_batch(ctx: &Context<'_>, jobs: Vec<BatchJob<'_>>) {
             }
         })
         .collect();
-    for channel in [Channel::Email, Channel::Sms] {
-        channel_phase(ctx, channel, &mut runs).await;
-    }
+    send_phase(ctx, &mut runs).await;
     finish_batch(ctx, runs).await;
 }
 
-/// Starts `channel` for the batch's running jobs, sends what may go, records
-/// how each send ended.
-async fn channel_phase(ctx: &Context<'_>, channel: Channel, runs: &mut [Run<'_>]) {
-    let mut active: Vec<(usize, Plan)> = Vec::new();
-    for (index, run) in runs.iter_mut().enumerate() {
-        let Some(notice) = run.notice.as_deref().filter(|_| run.stop.is_none()) else {
-            continue;
-        };
-        match plan(ctx.senders, channel, notice) {
-            Plan::Defer(until) => run.outcomes.push(ChannelOutcome::Deferred(until)),
-            plan => active.push((index, plan)),
-        }
-    }
+/// Checks the batch's claims, makes every call that may go, and records
+/// how each ended (and what had nothing to send) in one statement.
+async fn send_phase(ctx: &Context<'_>, runs: &mut [Run<'_>]) {
+    let active: Vec<usize> = (0..runs.len())
+        .filter(|i| runs[*i].notice.is_some() && runs[*i].stop.is_none())
+        .collect();
     if active.is_empty() {
         return;
     }
-    let intents: Vec<DeliveryIntent> = active
-        .iter()
-        .map(|(index, plan)| DeliveryIntent {
-            claimed: runs[*index].claimed,
-            skip: match plan {
-                Plan::Skip(reason) => Some(*reason),
-                Plan::Send | Plan::Defer(_) => None,
-            },
-        })
-        .collect();
+    let claims: Vec<&ClaimedJob> = active.iter().map(|i| runs[*i].claimed).collect();
     let call_time = chrono::Duration::from_std(ctx.send_timeout).unwrap_or(chrono::Duration::seconds(30));
-    let starts = match ctx.services.begin_deliveries(&intents, channel, call_time).await {
-        Ok(starts) => starts,
+    let checks = match ctx.services.check_claims(&claims, call_time).await {
+        Ok(checks) => checks,
         Err(e) => {
             let text = format!("{e:?}");
-            for (index, _) in &active {
-                runs[*index].stop = Some(Stop::Internal(text.clone()));
+            for index in active {
+                runs[index].stop = Some(Stop::Internal(text.clone()));
             }
             return;
         }
     };
-    let mut go = Vec::new();
-    for ((index, plan), start) in active.into_iter().zip(starts) {
+    // Calls to make; the channels with nothing to send and their records.
+    let mut calls: Vec<(usize, Channel)> = Vec::new();
+    let mut skipped: Vec<usize> = Vec::new();
+    let mut records: Vec<DeliveryRecord> = Vec::new();
+    for (index, check) in active.into_iter().zip(checks) {
         let run = &mut runs[index];
-        match start {
-            DeliveryStart::Go => go.push(index),
-            DeliveryStart::Skipped => {
-                if let Plan::Skip(reason) = plan {
-                    tracing::info!(parent: &run.span, job = %run.claimed.job.id, channel = channel.code(), reason, "nothing to send on this channel");
-                }
-                run.outcomes.push(ChannelOutcome::Settled);
+        let settled = match check {
+            ClaimCheck::LeaseLost => {
+                run.stop = Some(Stop::LeaseLost);
+                continue;
             }
-            DeliveryStart::Settled(_) => run.outcomes.push(ChannelOutcome::Settled),
-            DeliveryStart::LeaseLost => run.stop = Some(Stop::LeaseLost),
+            ClaimCheck::Holds(settled) => settled,
+        };
+        let Some(notice) = run.notice.as_deref() else {
+            continue;
+        };
+        for channel in [Channel::Email, Channel::Sms] {
+            if settled.get(channel).is_some() {
+                run.outcomes.push(ChannelOutcome::Settled);
+                continue;
+            }
+            match plan(ctx.senders, channel, notice) {
+                Plan::Defer(until) => run.outcomes.push(ChannelOutcome::Deferred(until)),
+                Plan::Skip(reason) => {
+                    tracing::info!(parent: &run.span, job = %run.claimed.job.id, channel = channel.code(), reason, "nothing to send on this channel");
+                    skipped.push(index);
+                    records.push(skip_record(run.claimed, channel, reason));
+                }
+                Plan::Send => calls.push((index, channel)),
+            }
         }
     }
-    if go.is_empty() {
-        return;
-    }
-    let results = join_all(go.iter().map(|index| send(ctx, channel, &runs[*index]))).await;
-    // Recorded the moment the last send ends: a crash from here on sends again
+    let results = join_all(calls.iter().map(|(index, channel)| send(ctx, *channel, &runs[*index]))).await;
+    // Recorded the moment the last call ends: a crash from here on sends again
     // whatever this statement has not yet made `sent`.
-    let records: Vec<DeliveryRecord> = go
-        .iter()
-        .zip(&results)
-        .map(|(index, result)| record(runs[*index].claimed, channel, result))
-        .collect();
-    let recorded = ctx.services.record_deliveries(&records).await;
-    for (index, result) in go.into_iter().zip(results) {
-        let run = &mut runs[index];
-        match &recorded {
-            Ok(()) => run.outcomes.push(match result {
-                Ok(_) => ChannelOutcome::Settled,
-                Err(e) => ChannelOutcome::Failed(e),
-            }),
-            Err(e) => run.stop = Some(Stop::Internal(format!("{e:?}"))),
+    records.extend(
+        calls
+            .iter()
+            .zip(&results)
+            .map(|((index, channel), result)| record(runs[*index].claimed, *channel, result)),
+    );
+    let recorded = if records.is_empty() {
+        Ok(())
+    } else {
+        ctx.services.record_deliveries(&records).await
+    };
+    let outcomes =
+        skipped
+            .into_iter()
+            .map(|index| (index, ChannelOutcome::Settled))
+            .chain(calls.into_iter().zip(results).map(|((index, _), result)| {
+                let outcome = match result {
+                    Ok(_) => ChannelOutcome::Settled,
+                    Err(e) => ChannelOutcome::Failed(e),
+                };
+                (index, outcome)
+            }));
+    match &recorded {
+        Ok(()) => {
+            for (index, outcome) in outcomes {
+                runs[index].outcomes.push(outcome);
+            }
+        }
+        Err(e) => {
+            let text = format!("{e:?}");
+            for (index, _) in outcomes {
+                runs[index].stop = Some(Stop::Internal(text.clone()));
+            }
         }
     }
 }
@@ -269,6 +284,17 @@ async fn send(ctx: &Context<'_>, channel: Channel, run: &Run<'_>) -> Result<Stri
     }
     .instrument(run.span.clone())
     .await
+}
+
+/// The record of a channel with nothing to send, and why.
+fn skip_record<'a>(claimed: &'a ClaimedJob, channel: Channel, reason: &str) -> DeliveryRecord<'a> {
+    DeliveryRecord {
+        claimed,
+        channel,
+        status: DeliveryStatus::Skipped,
+        provider_ref: None,
+        error: Some(reason.to_owned()),
+    }
 }
 
 fn record<'a>(claimed: &'a ClaimedJob, channel: Channel, result: &Result<String, SendError>) -> DeliveryRecord<'a> {

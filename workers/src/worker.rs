@@ -8,7 +8,7 @@ use crate::process::{self, BatchJob};
 use crate::sms::{SmsSender, TwilioConfig, TwilioSender};
 use domain::Services;
 use domain::events::DomainEvent;
-use domain::jobs::{ClaimOptions, ClaimedJob, Finish};
+use domain::jobs::{ClaimCursor, ClaimOptions, ClaimedJob, Finish};
 use domain::settings::Settings;
 use futures_util::future::join_all;
 use std::sync::Arc;
@@ -72,8 +72,10 @@ impl Senders {
 pub struct WorkerConfig {
     /// Names this worker in lease tokens and logs.
     pub worker_id: String,
-    /// Jobs claimed and run at once.
+    /// Most jobs one claim takes (one batch).
     pub concurrency: u32,
+    /// Batches claimed and run at once.
+    pub batches: u32,
     /// How long a claim lasts.
     pub lease: Duration,
     /// The longest one send may take.
@@ -89,6 +91,7 @@ impl WorkerConfig {
         Self {
             worker_id: format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             concurrency: u32::try_from(settings.worker_concurrency).unwrap_or(4),
+            batches: u32::try_from(settings.worker_batches).unwrap_or(2),
             lease: secs(settings.worker_lease_seconds),
             send_timeout: secs(settings.send_timeout_seconds),
             poll: secs(settings.worker_poll_seconds),
@@ -114,17 +117,20 @@ impl Worker {
         }
     }
 
-    fn claim_options(&self) -> ClaimOptions {
+    /// A claim of up to `concurrency` jobs, pending ones after `after`.
+    fn claim_options(&self, after: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>) -> ClaimOptions {
         ClaimOptions {
             worker_id: self.config.worker_id.clone(),
             limit: self.config.concurrency,
             lease: chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::minutes(5)),
+            after,
         }
     }
 
-    /// Claims one batch of due jobs and runs it; answers how many were claimed.
+    /// Claims one batch of due jobs (from the oldest) and runs it; answers
+    /// how many were claimed.
     pub async fn run_once(&self) -> domain::ServiceResult<usize> {
-        let claimed = self.services.claim_jobs(&self.claim_options()).await?;
+        let claimed = self.services.claim_jobs(&self.claim_options(None)).await?;
         let count = claimed.len();
         self.run_batch(&claimed).await;
         Ok(count)
@@ -230,18 +236,30 @@ impl Worker {
     }
 
     /// Runs until `shutdown` turns true: stop claiming, let in-flight jobs
-    /// finish within `grace`, put back what has not.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    /// finish within `grace`, put back what has not. `batches` claim loops
+    /// run at once, each with its own claim cursor: while one batch waits on
+    /// its sends or the database, another is being claimed or recorded.
+    pub async fn run(self, shutdown: watch::Receiver<bool>, grace: Duration) {
+        tracing::info!(worker = %self.config.worker_id, batches = self.config.batches, "worker started");
+        join_all((0..self.config.batches.max(1)).map(|_| self.claim_loop(shutdown.clone(), grace))).await;
+        tracing::info!(worker = %self.config.worker_id, "worker stopped");
+    }
+
+    /// One claim loop of [`Worker::run`].
+    async fn claim_loop(&self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut wake = self.services.bus.subscribe();
-        tracing::info!(worker = %self.config.worker_id, "worker started");
+        let mut cursor = ClaimCursor::default();
         while !*shutdown.borrow() {
-            let claimed = match self.services.claim_jobs(&self.claim_options()).await {
+            let now = self.services.clock.now();
+            let start = cursor.start(now);
+            let claimed = match self.services.claim_jobs(&self.claim_options(start)).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!(error = ?e, "claiming jobs failed; trying again after the poll interval");
                     Vec::new()
                 }
             };
+            cursor.advance(start, &claimed, self.config.concurrency, now);
             if claimed.is_empty() {
                 wait(&mut wake, &mut shutdown, self.config.poll).await;
                 continue;
@@ -262,7 +280,6 @@ impl Worker {
                 }
             }
         }
-        tracing::info!(worker = %self.config.worker_id, "worker stopped");
     }
 }
 

@@ -1,23 +1,29 @@
 //! One record per job and channel, so a send happens once.
 //!
-//! Before calling the peer, the worker writes `sending` (checking, in the same
-//! transaction, that its claim still holds with time to spare for the call);
-//! after the call, `sent` with the peer's message id, or `failed`. A retry
-//! skips every channel already `sent` (or failed for good, or skipped). A
-//! record left at `sending` means the worker died during the call: the message
-//! is sent again, so the only window for a duplicate is between the peer
-//! accepting and the `sent` record committing, while a crash before the peer
-//! accepted (the common case: the call hangs, the process is killed) loses
-//! nothing.
+//! Before calling the peers for a claimed batch, the worker checks in one
+//! read which claims still hold with time to spare for the calls, and which
+//! channels an earlier attempt settled ([`Services::check_claims`]). After the
+//! calls, one statement records how each ended: `sent` with the peer's
+//! message id, `retry`, `failed`, or `skipped` when there was nothing to send
+//! ([`Services::record_deliveries`]). A retry skips every channel already
+//! `sent` (or failed for good, or skipped). A channel with no record is sent:
+//! the only window for a duplicate is between the peer accepting and the
+//! record committing, while a crash before the peer accepted (the common case:
+//! the call hangs, the process is killed) loses nothing.
+//!
+//! (Earlier versions also wrote `sending` before each call. A retry treated it
+//! exactly like no record, so it changed nothing about what is sent again; it
+//! cost a write per job and channel and a transaction per batch, and is no
+//! longer written. Records written then may still say it.)
 
 use super::model::ClaimedJob;
 use crate::error::ServiceResult;
 use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
 use entity::{job, job_delivery};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
-use std::collections::{HashMap, HashSet};
+use sea_orm::sea_query::{Expr, ExprTrait, JoinType, OnConflict, Query};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A way to reach a patient.
@@ -42,7 +48,8 @@ impl Channel {
 /// What happened on one channel of one job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryStatus {
-    /// The call to the peer started and has not been recorded as finished.
+    /// Written by earlier versions before the call (see the module
+    /// documentation); a channel left at it is sent again, as with no record.
     Sending,
     /// The peer accepted the message.
     Sent,
@@ -96,26 +103,40 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
 }
 
-/// May the worker call the peer now?
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStart {
-    /// Yes: `sending` is recorded.
-    Go,
-    /// No: there is nothing to send on this channel; `skipped` is recorded now.
-    Skipped,
-    /// No: this channel is settled already (an earlier attempt).
-    Settled(DeliveryStatus),
-    /// No: the claim lapsed or will before the call could end; leave the job.
+/// What a batch's check found for one claimed job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClaimCheck {
+    /// The claim lapsed, or will before a call could end: leave the job alone.
+    #[default]
     LeaseLost,
+    /// The claim holds for the calls; these channels are settled already.
+    Holds(Settled),
 }
 
-/// What a worker means to do on one channel of one claimed job.
-#[derive(Clone, Copy, Debug)]
-pub struct DeliveryIntent<'a> {
-    /// The job, under its claim.
-    pub claimed: &'a ClaimedJob,
-    /// Why there is nothing to send (recorded as `skipped`); `None` to send.
-    pub skip: Option<&'a str>,
+/// The channels of a job that an earlier attempt settled, with how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Email's settled status, if settled.
+    pub email: Option<DeliveryStatus>,
+    /// SMS's settled status, if settled.
+    pub sms: Option<DeliveryStatus>,
+}
+
+impl Settled {
+    /// How `channel` was settled, if it was.
+    pub fn get(&self, channel: Channel) -> Option<DeliveryStatus> {
+        match channel {
+            Channel::Email => self.email,
+            Channel::Sms => self.sms,
+        }
+    }
+
+    fn set(&mut self, channel: Channel, status: DeliveryStatus) {
+        match channel {
+            Channel::Email => self.email = Some(status),
+            Channel::Sms => self.sms = Some(status),
+        }
+    }
 }
 
 /// How one channel's call ended, to record.
@@ -125,101 +146,77 @@ pub struct DeliveryRecord<'a> {
     pub claimed: &'a ClaimedJob,
     /// Which channel.
     pub channel: Channel,
-    /// `sent`, `retry` or `failed`.
+    /// `sent`, `retry`, `failed` or `skipped`.
     pub status: DeliveryStatus,
     /// The peer's message id, when it took the message.
     pub provider_ref: Option<String>,
-    /// Why it failed (redacted).
+    /// Why it failed or was skipped (redacted; never PHI).
     pub error: Option<String>,
 }
 
-/// Most rows one statement names: far below either database's limit on
-/// bound parameters (8 per delivery row).
+/// Most rows (or ids) one statement names: far below either database's
+/// limit on bound parameters (8 per delivery row).
 const CHUNK: usize = 500;
 
 impl Services {
-    /// Starts `channel` for each job of a batch, in order, in one transaction:
-    /// which claims still hold for at least `call_time` (one query per lease
-    /// token, normally one), which of those have the channel settled already
-    /// (one query), and, for the rest, `sending` (or `skipped`, when the intent
-    /// is to skip) in one multi-row upsert.
-    pub async fn begin_deliveries(
-        &self,
-        intents: &[DeliveryIntent<'_>],
-        channel: Channel,
-        call_time: Duration,
-    ) -> ServiceResult<Vec<DeliveryStart>> {
-        if intents.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// Checks a claimed batch before its calls, in one read per lease token
+    /// (a claimed batch shares one): which claims still hold for at least
+    /// `call_time`, and for those, which channels an earlier attempt settled.
+    /// Answers in the order of `claims`. Writes nothing: the calls' outcomes
+    /// are recorded after them ([`Services::record_deliveries`]).
+    pub async fn check_claims(&self, claims: &[&ClaimedJob], call_time: Duration) -> ServiceResult<Vec<ClaimCheck>> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
-        let mut held = HashSet::new();
-        for (token, ids) in by_token(intents.iter().map(|i| i.claimed)) {
+        let backend = self.db.get_database_backend();
+        // (lease token, job) -> what the job's row and its records say.
+        let mut found: HashMap<(&str, Uuid), Settled> = HashMap::with_capacity(claims.len());
+        for (token, ids) in by_token(claims.iter().copied()) {
             for chunk in ids.chunks(CHUNK) {
-                let rows: Vec<Uuid> = job::Entity::find()
-                    .select_only()
-                    .column(job::Column::Id)
-                    .filter(job::Column::Id.is_in(chunk.iter().copied()))
+                // jobs LEFT JOIN job_deliveries: a row per record (or one
+                // without), for the jobs this claim still holds.
+                let query = Query::select()
+                    .column((job::Entity, job::Column::Id))
+                    .column((job_delivery::Entity, job_delivery::Column::Channel))
+                    .column((job_delivery::Entity, job_delivery::Column::Status))
+                    .from(job::Entity)
+                    .join(
+                        JoinType::LeftJoin,
+                        job_delivery::Entity,
+                        Expr::col((job_delivery::Entity, job_delivery::Column::JobId))
+                            .equals((job::Entity, job::Column::Id)),
+                    )
+                    .and_where(Expr::col((job::Entity, job::Column::Id)).is_in(chunk.iter().copied()))
                     // The lease token alone says the job is running under this
-                    // claim (see `claim_jobs`); repeating `status = 'running'`
-                    // lets the planner walk the partial index of running jobs.
-                    .filter(job::Column::LeaseOwner.eq(token))
-                    .filter(job::Column::LeaseUntil.gt(now + call_time))
-                    .into_tuple()
-                    .all(&txn)
-                    .await?;
-                held.extend(rows.into_iter().map(|id| (token, id)));
+                    // claim (see `claim_jobs`): the planner reads the primary key.
+                    .and_where(Expr::col((job::Entity, job::Column::LeaseOwner)).eq(token))
+                    .and_where(Expr::col((job::Entity, job::Column::LeaseUntil)).gt(now + call_time))
+                    .to_owned();
+                for row in self.db.query_all_raw(backend.build(&query)).await? {
+                    let id: Uuid = row.try_get("", "id")?;
+                    let settled = found.entry((token, id)).or_default();
+                    let channel: Option<String> = row.try_get("", "channel")?;
+                    let status: Option<String> = row.try_get("", "status")?;
+                    let channel = [Channel::Email, Channel::Sms]
+                        .into_iter()
+                        .find(|c| channel.as_deref() == Some(c.code()));
+                    let status = status.as_deref().and_then(DeliveryStatus::from_code);
+                    if let (Some(channel), Some(status)) = (channel, status)
+                        && status.is_settled()
+                    {
+                        settled.set(channel, status);
+                    }
+                }
             }
         }
         // Held under the claim the caller names: a stale claim of a job another
         // worker has taken over is not this claim.
-        let holds = |c: &ClaimedJob| held.contains(&(c.lease_token.as_str(), c.job.id));
-        let held_ids: Vec<Uuid> = intents
+        Ok(claims
             .iter()
-            .map(|i| i.claimed)
-            .filter(|c| holds(c))
-            .map(|c| c.job.id)
-            .collect();
-        let mut settled = HashMap::new();
-        for chunk in held_ids.chunks(CHUNK) {
-            let rows = job_delivery::Entity::find()
-                .filter(job_delivery::Column::JobId.is_in(chunk.iter().copied()))
-                .filter(job_delivery::Column::Channel.eq(channel.code()))
-                .all(&txn)
-                .await?;
-            settled.extend(rows.into_iter().filter_map(|d| {
-                let status = DeliveryStatus::from_code(&d.status)?;
-                status.is_settled().then_some((d.job_id, status))
-            }));
-        }
-        let mut starts = Vec::with_capacity(intents.len());
-        let mut rows = Vec::new();
-        for intent in intents {
-            let id = intent.claimed.job.id;
-            let start = if !holds(intent.claimed) {
-                DeliveryStart::LeaseLost
-            } else if let Some(status) = settled.get(&id) {
-                DeliveryStart::Settled(*status)
-            } else if let Some(reason) = intent.skip {
-                rows.push(row(
-                    intent.claimed,
-                    channel,
-                    DeliveryStatus::Skipped,
-                    None,
-                    Some(reason.to_owned()),
-                    now,
-                ));
-                DeliveryStart::Skipped
-            } else {
-                rows.push(row(intent.claimed, channel, DeliveryStatus::Sending, None, None, now));
-                DeliveryStart::Go
-            };
-            starts.push(start);
-        }
-        upsert(&txn, rows).await?;
-        txn.commit().await?;
-        Ok(starts)
+            .map(|c| {
+                found
+                    .get(&(c.lease_token.as_str(), c.job.id))
+                    .map_or(ClaimCheck::LeaseLost, |settled| ClaimCheck::Holds(*settled))
+            })
+            .collect())
     }
 
     /// Records how calls (or decisions not to call) ended, in one multi-row
@@ -264,7 +261,7 @@ impl Services {
 }
 
 /// The claims of a batch grouped by lease token (a claimed batch shares one).
-fn by_token<'a>(claims: impl Iterator<Item = &'a ClaimedJob>) -> Vec<(&'a str, Vec<Uuid>)> {
+pub(super) fn by_token<'a>(claims: impl Iterator<Item = &'a ClaimedJob>) -> Vec<(&'a str, Vec<Uuid>)> {
     let mut groups: Vec<(&str, Vec<Uuid>)> = Vec::new();
     for claimed in claims {
         match groups.iter_mut().find(|(token, _)| *token == claimed.lease_token) {

@@ -16,7 +16,7 @@ pub mod redact;
 mod sweeps;
 
 pub use admin::QueueDepth;
-pub use deliveries::{Channel, Delivery, DeliveryIntent, DeliveryRecord, DeliveryStart, DeliveryStatus};
+pub use deliveries::{Channel, ClaimCheck, Delivery, DeliveryRecord, DeliveryStatus, Settled};
 pub use model::{ClaimedJob, Job, JobKind, JobStatus, NewJob, NoticePayload};
-pub use queue::{ClaimOptions, Finish};
+pub use queue::{ClaimCursor, ClaimOptions, Finish};
 pub(crate) use queue::{cancel_pending, enqueue_all, enqueue_traced};

@@ -14,7 +14,7 @@ use entity::job;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryTrait,
-    Statement,
+    Statement, TransactionTrait,
 };
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -108,6 +108,71 @@ pub struct ClaimOptions {
     pub limit: u32,
     /// How long a claim lasts.
     pub lease: Duration,
+    /// Claim pending jobs after this `(run_at, id)` only: the worker's
+    /// [`ClaimCursor`]; `None` claims from the oldest due job.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// Where a worker's next claim of pending jobs starts.
+///
+/// A claimed job's row leaves the partial index of pending jobs, but its old
+/// entry stays at the front of that index until a vacuum removes it, and a
+/// claim from the oldest due job walks every such entry before it finds a
+/// live one: while a long queue drains, each claim walks more (3.8 ms of an
+/// 8.6 ms claim of 200 after 180,000 jobs, BENCHMARKS.md). A worker that
+/// goes on after the last job it claimed skips them. Jobs can become due
+/// behind the cursor (put back at shutdown, written by an instance whose
+/// clock is behind, retried by an admin), so a claim starts from the oldest
+/// due job again at least every [`ClaimCursor::FULL_CLAIM_EVERY`], and
+/// whenever the last claim came back short (the queue is drained past the
+/// cursor). Only those full claims look for lapsed leases (a worker died):
+/// the index of running jobs keeps an entry for every job that ran until a
+/// vacuum removes it, and once those jobs' leases are past, a look for lapsed
+/// ones walks them all (118 ms for 180,000, BENCHMARKS.md); a dead worker's
+/// jobs wait at most a second longer for it.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimCursor {
+    /// The last `(run_at, id)` claimed since the last full claim.
+    after: Option<(DateTime<Utc>, Uuid)>,
+    /// When the last claim from the oldest due job ran.
+    last_full: Option<DateTime<Utc>>,
+}
+
+impl ClaimCursor {
+    /// The longest a job can wait behind the cursor.
+    pub const FULL_CLAIM_EVERY: Duration = Duration::seconds(1);
+
+    /// Where the claim at `now` starts (`ClaimOptions::after`).
+    pub fn start(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Uuid)> {
+        match self.last_full {
+            Some(at) if now - at < Self::FULL_CLAIM_EVERY => self.after,
+            _ => None,
+        }
+    }
+
+    /// Moves past what the claim that started at `start` took at `now`.
+    pub fn advance(
+        &mut self,
+        start: Option<(DateTime<Utc>, Uuid)>,
+        claimed: &[ClaimedJob],
+        limit: u32,
+        now: DateTime<Utc>,
+    ) {
+        if start.is_none() {
+            self.last_full = Some(now);
+        }
+        let short = claimed.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+        self.after = if short {
+            None
+        } else {
+            // Lapsed leases come back with older run_at: the latest is a pending job's.
+            claimed.iter().map(|c| (c.job.run_at, c.job.id)).max().or(start)
+        };
+        if short {
+            // The next claim starts from the oldest due job.
+            self.last_full = None;
+        }
+    }
 }
 
 /// How a claimed job ended.
@@ -137,13 +202,26 @@ pub enum Finish {
     Release,
 }
 
+/// The claim's plan, whatever the statistics say: each half walks its
+/// partial index in order and stops at the limit. The planner costs other
+/// plans from the table's statistics, which lag behind a queue: right after
+/// 200,000 jobs arrived, before any analyze, it expected 75 due rows and
+/// chose a bitmap scan and a sort of all 191,200 (146 ms for one claim,
+/// against about 1 ms, BENCHMARKS.md). With bitmap scans and sorts off, the
+/// ordered index walk is the plan it is left with. A plan that keeps a
+/// disabled node (the lapsed half's sort of nothing) is costed above
+/// `jit_above_cost`, and JIT compiling every claim took 44% of PostgreSQL's
+/// time: JIT is off too (it never pays for a statement this short).
+const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off";
+
 /// Columns of `jobs`, for statements written by hand.
 const COLUMNS: &str = "id, kind, payload, status, run_at, attempts, max_attempts, lease_owner, lease_until, \
                        last_error, appointment_id, dedupe_key, created_at, updated_at, finished_at, trace_parent";
 
 impl Services {
     /// Claims up to `options.limit` due jobs for one lease: running jobs whose
-    /// lease lapsed first, then pending jobs whose `run_at` passed, oldest first.
+    /// lease lapsed first (unless `options.after` is set), then pending jobs
+    /// whose `run_at` passed, oldest first (after `options.after`, when set).
     ///
     /// A lease token is written only here, together with `running`, and every
     /// way out of `running` clears it (or a later claim replaces it): a row
@@ -162,10 +240,10 @@ impl Services {
             // first. Each half reads its own partial index (migration 000008), so a claim
             // touches only the rows it takes however long the queue is.
             DbBackend::Postgres => format!(
-                "WITH lapsed AS (SELECT id FROM jobs WHERE status = 'running' AND lease_until <= $3 \
+                "WITH lapsed AS (SELECT id FROM jobs WHERE $7 AND status = 'running' AND lease_until <= $3 \
                    ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED), \
                  due AS (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= $3 \
-                   ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                   AND (run_at, id) > ($5, $6) ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE jobs SET status = 'running', lease_owner = $1, lease_until = $2, \
                  attempts = attempts + 1, updated_at = $3 \
                  WHERE id IN (SELECT id FROM (SELECT id FROM lapsed UNION ALL SELECT id FROM due) AS claim LIMIT $4) \
@@ -176,14 +254,16 @@ impl Services {
                 "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, \
                  attempts = attempts + 1, updated_at = ?3 \
                  WHERE id IN (SELECT id FROM ( \
-                   SELECT id FROM (SELECT id FROM jobs WHERE status = 'running' AND lease_until <= ?3 \
+                   SELECT id FROM (SELECT id FROM jobs WHERE ?7 AND status = 'running' AND lease_until <= ?3 \
                      ORDER BY lease_until LIMIT ?4) \
                    UNION ALL \
                    SELECT id FROM (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= ?3 \
-                     ORDER BY run_at, id LIMIT ?4)) LIMIT ?4) \
+                     AND (run_at, id) > (?5, ?6) ORDER BY run_at, id LIMIT ?4)) LIMIT ?4) \
                  RETURNING {COLUMNS}"
             ),
         };
+        // From the oldest due job: before any job's run_at (one statement text either way).
+        let (after_run_at, after_id) = options.after.unwrap_or((DateTime::UNIX_EPOCH, Uuid::nil()));
         let statement = Statement::from_sql_and_values(
             backend,
             sql,
@@ -192,10 +272,21 @@ impl Services {
                 lease_until.into(),
                 now.into(),
                 i64::from(options.limit).into(),
+                after_run_at.into(),
+                after_id.into(),
+                // Lapsed leases only on a claim from the oldest due job (see `ClaimCursor`).
+                options.after.is_none().into(),
             ],
         );
-        // One statement, committed on its own: one round trip, not three.
-        let rows = job::Model::find_by_statement(statement).all(&self.db).await?;
+        let rows = if backend == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
+            txn.execute_unprepared(CLAIM_PLAN).await?;
+            let rows = job::Model::find_by_statement(statement).all(&txn).await?;
+            txn.commit().await?;
+            rows
+        } else {
+            job::Model::find_by_statement(statement).all(&self.db).await?
+        };
         let mut claimed: Vec<ClaimedJob> = rows
             .into_iter()
             .map(|row| {
@@ -326,5 +417,80 @@ impl Services {
             .into_iter()
             .map(Job::try_from)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::model::NoticePayload;
+
+    fn claimed(run_at: DateTime<Utc>, id: u128) -> ClaimedJob {
+        ClaimedJob {
+            job: Job {
+                id: Uuid::from_u128(id),
+                kind: JobKind::Confirmation,
+                status: JobStatus::Running,
+                payload: NoticePayload {
+                    appointment_id: Uuid::nil(),
+                    version: 1,
+                    offset_minutes: None,
+                },
+                run_at,
+                attempts: 1,
+                max_attempts: 5,
+                last_error: None,
+                appointment_id: None,
+                created_at: run_at,
+                updated_at: run_at,
+                finished_at: None,
+                trace_parent: None,
+            },
+            lease_token: "w:1".into(),
+            lease_until: run_at + Duration::minutes(5),
+        }
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::seconds(seconds)
+    }
+
+    #[test]
+    fn the_first_claim_starts_from_the_oldest_job() {
+        assert_eq!(ClaimCursor::default().start(at(0)), None);
+    }
+
+    #[test]
+    fn a_full_batch_moves_the_cursor_past_its_latest_job() {
+        let mut cursor = ClaimCursor::default();
+        // A lapsed lease (older run_at) comes back with the batch.
+        let batch = [claimed(at(-50), 9), claimed(at(-10), 3), claimed(at(-10), 4)];
+        cursor.advance(None, &batch, 3, at(0));
+        assert_eq!(cursor.start(at(0)), Some((at(-10), Uuid::from_u128(4))));
+        let next = [claimed(at(-9), 1), claimed(at(-8), 2), claimed(at(-8), 7)];
+        cursor.advance(cursor.start(at(0)), &next, 3, at(0));
+        assert_eq!(cursor.start(at(0)), Some((at(-8), Uuid::from_u128(7))));
+    }
+
+    #[test]
+    fn a_full_claim_comes_round_at_least_every_second() {
+        let mut cursor = ClaimCursor::default();
+        cursor.advance(None, &[claimed(at(-10), 1)], 1, at(0));
+        let just_before = at(0) + ClaimCursor::FULL_CLAIM_EVERY - Duration::milliseconds(1);
+        assert!(cursor.start(just_before).is_some());
+        // Cursor claims do not reset the clock of the full claim.
+        cursor.advance(cursor.start(just_before), &[claimed(at(-9), 2)], 1, just_before);
+        assert_eq!(cursor.start(at(0) + ClaimCursor::FULL_CLAIM_EVERY), None);
+    }
+
+    #[test]
+    fn a_short_batch_sends_the_next_claim_back_to_the_oldest_job() {
+        let mut cursor = ClaimCursor::default();
+        cursor.advance(None, &[claimed(at(-10), 1), claimed(at(-10), 2)], 2, at(0));
+        assert!(cursor.start(at(0)).is_some());
+        cursor.advance(cursor.start(at(0)), &[claimed(at(-9), 3)], 2, at(0));
+        assert_eq!(cursor.start(at(0)), None, "drained past the cursor");
+        cursor.advance(None, &[], 2, at(0));
+        assert_eq!(cursor.start(at(0)), None, "an empty queue");
     }
 }

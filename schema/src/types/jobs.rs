@@ -42,7 +42,9 @@ pub enum JobKind {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "domain::jobs::DeliveryStatus")]
 pub enum DeliveryStatus {
-    /// The call to the peer started and was not recorded as finished.
+    /// Written by earlier versions before the call; no longer written (a
+    /// record is now written once the call has ended). Treated as no record:
+    /// the channel is sent again.
     Sending,
     /// The peer accepted the message.
     Sent,
