@@ -22,6 +22,8 @@ pub enum Verdict {
 /// Latency percentiles in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Percentiles {
+    /// Smallest.
+    pub min_ms: f64,
     /// Median.
     pub p50_ms: f64,
     /// 90th.
@@ -69,6 +71,7 @@ impl Recorder {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             max_ms: h.max() as f64 / 1000.0,
+            min_ms: h.min() as f64 / 1000.0,
         }
     }
 }
