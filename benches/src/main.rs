@@ -223,6 +223,14 @@ async fn scenarios_on(config: &Config, launch: &Launch, database: &BenchDatabase
         if !config.runs(name) {
             continue;
         }
+        // Each scenario starts with the WAL budget fresh: without this, the
+        // WAL of the one before decides whether a checkpoint (seconds of
+        // writes, then a full-page image per page first touched) lands
+        // inside this one's measured window. A scenario that writes enough
+        // WAL of its own still pays for its checkpoints.
+        if let Err(e) = ctx.db.execute_unprepared("CHECKPOINT").await {
+            eprintln!("careslot-bench: CHECKPOINT before {name} failed: {e}");
+        }
         eprintln!("scenario {name} (load {})", load_average());
         let at = Instant::now();
         match *name {
