@@ -16,6 +16,7 @@ mod m20261129_000008_job_queue_partial_indexes;
 mod m20261129_000009_job_queue_autovacuum;
 mod m20261206_000010_interval_length_bound;
 mod m20261206_000011_job_queue_fillfactor;
+mod statements;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
 

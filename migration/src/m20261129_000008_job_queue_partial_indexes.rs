@@ -38,19 +38,10 @@ const DOWN: &[&str] = &[
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, UP).await
+        crate::statements::run(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, DOWN).await
+        crate::statements::run(manager, DOWN).await
     }
-}
-
-/// Runs `statements` in order (the same text on PostgreSQL and SQLite).
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    for statement in statements {
-        db.execute_unprepared(statement).await?;
-    }
-    Ok(())
 }

@@ -11,7 +11,6 @@
 //! only; SQLite has no vacuum daemon to tune.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 /// See the module documentation.
 #[derive(DeriveMigrationName)]
@@ -29,16 +28,10 @@ const DOWN: &str = "ALTER TABLE jobs RESET (\
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager.get_connection().execute_unprepared(UP).await?;
-        }
-        Ok(())
+        crate::statements::run_on_postgres(manager, &[UP]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager.get_connection().execute_unprepared(DOWN).await?;
-        }
-        Ok(())
+        crate::statements::run_on_postgres(manager, &[DOWN]).await
     }
 }

@@ -14,7 +14,6 @@
 //! checks and the constant together.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 /// See the module documentation.
 #[derive(DeriveMigrationName)]
@@ -35,22 +34,10 @@ const DOWN: &[&str] = &[
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, UP).await
+        crate::statements::run_on_postgres(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, DOWN).await
+        crate::statements::run_on_postgres(manager, DOWN).await
     }
-}
-
-/// Runs `statements` in order on PostgreSQL.
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    if manager.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let db = manager.get_connection();
-    for statement in statements {
-        db.execute_unprepared(statement).await?;
-    }
-    Ok(())
 }

@@ -11,7 +11,6 @@
 //! from now on. PostgreSQL only.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 /// See the module documentation.
 #[derive(DeriveMigrationName)]
@@ -20,22 +19,10 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager
-                .get_connection()
-                .execute_unprepared("ALTER TABLE jobs SET (fillfactor = 70)")
-                .await?;
-        }
-        Ok(())
+        crate::statements::run_on_postgres(manager, &["ALTER TABLE jobs SET (fillfactor = 70)"]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager
-                .get_connection()
-                .execute_unprepared("ALTER TABLE jobs RESET (fillfactor)")
-                .await?;
-        }
-        Ok(())
+        crate::statements::run_on_postgres(manager, &["ALTER TABLE jobs RESET (fillfactor)"]).await
     }
 }
