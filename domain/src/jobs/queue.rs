@@ -161,16 +161,13 @@ impl ClaimCursor {
         if start.is_none() {
             self.last_full = Some(now);
         }
-        let short = claimed.len() < usize::try_from(limit).unwrap_or(usize::MAX);
-        self.after = if short {
-            None
+        if claimed.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            // Drained past the cursor: the next claim starts from the oldest due job.
+            self.after = None;
+            self.last_full = None;
         } else {
             // Lapsed leases come back with older run_at: the latest is a pending job's.
-            claimed.iter().map(|c| (c.job.run_at, c.job.id)).max().or(start)
-        };
-        if short {
-            // The next claim starts from the oldest due job.
-            self.last_full = None;
+            self.after = claimed.iter().map(|c| (c.job.run_at, c.job.id)).max();
         }
     }
 }
