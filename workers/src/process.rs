@@ -168,7 +168,7 @@ async fn send_phase(ctx: &Context<'_>, runs: &mut [Run<'_>]) {
         let Some(notice) = run.notice.as_deref() else {
             continue;
         };
-        for channel in [Channel::Email, Channel::Sms] {
+        for channel in Channel::ALL {
             if settled.get(channel).is_some() {
                 run.outcomes.push(ChannelOutcome::Settled);
                 continue;

@@ -36,6 +36,14 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel, in the order a job's are tried.
+    pub const ALL: [Self; 2] = [Self::Email, Self::Sms];
+
+    /// Parses a stored name.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+
     /// The stored name.
     pub fn code(self) -> &'static str {
         match self {
@@ -104,10 +112,9 @@ pub struct Delivery {
 }
 
 /// What a batch's check found for one claimed job.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClaimCheck {
     /// The claim lapsed, or will before a call could end: leave the job alone.
-    #[default]
     LeaseLost,
     /// The claim holds for the calls; these channels are settled already.
     Holds(Settled),
@@ -195,9 +202,7 @@ impl Services {
                     let settled = found.entry((token, id)).or_default();
                     let channel: Option<String> = row.try_get("", "channel")?;
                     let status: Option<String> = row.try_get("", "status")?;
-                    let channel = [Channel::Email, Channel::Sms]
-                        .into_iter()
-                        .find(|c| channel.as_deref() == Some(c.code()));
+                    let channel = channel.as_deref().and_then(Channel::from_code);
                     let status = status.as_deref().and_then(DeliveryStatus::from_code);
                     if let (Some(channel), Some(status)) = (channel, status)
                         && status.is_settled()

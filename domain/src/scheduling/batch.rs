@@ -106,9 +106,8 @@ impl BookingBatches {
     }
 
     /// Bookings handed to the writers and not yet answered: those waiting
-    /// for a writer and those in the batches being written. What a drain
-    /// before shutdown waits on, and how a test knows every booking it sent
-    /// has reached the writers.
+    /// for a writer and those in the batches being written (how a test knows
+    /// every booking it sent has reached the writers).
     pub fn pending(&self) -> usize {
         let state = self.lock();
         state.waiting.len() + state.writing
