@@ -129,6 +129,7 @@ impl App {
                 std::time::Duration::from_secs(if has_replica { 5 } else { 0 }),
             )),
             provider_turns: Arc::default(),
+            booking_turns: Arc::default(),
             booking_batches: Arc::default(),
         };
         // Other instances' bookings reach this instance's slot cache over the bus.

@@ -84,6 +84,8 @@ pub struct Services {
     pub slot_cache: std::sync::Arc<crate::scheduling::SlotCache>,
     /// Writers of one provider take turns here before they take a connection.
     pub provider_turns: std::sync::Arc<crate::scheduling::ProviderTurns>,
+    /// Bookings in flight, by provider: an overlapping booking waits here.
+    pub booking_turns: std::sync::Arc<crate::scheduling::BookingTurns>,
     /// Bookings waiting to be written together (group commit).
     pub booking_batches: std::sync::Arc<crate::scheduling::BookingBatches>,
 }

@@ -63,32 +63,47 @@ async fn all_at_once(app: &TestApp, token: &str, inputs: Vec<Value>) -> Vec<Valu
 /// (Unheld, how they gather depends on how the machine schedules the
 /// requests; on SQLite the one connection already serializes the writers.)
 async fn gathered(app: &TestApp, token: &str, inputs: Vec<Value>) -> Vec<Value> {
+    gathered_behind(app, token, Vec::new(), inputs).await
+}
+
+/// [`gathered`], sending `first` one by one, each once a writer has taken
+/// the one before (so each is a batch of its own, on a writer of its own),
+/// and then `then` all at once: with as many `first` as there are writers,
+/// every booking of `then` that reaches the writers is written in one batch.
+/// Answers `first`'s and then `then`'s, in order.
+async fn gathered_behind(app: &TestApp, token: &str, first: Vec<Value>, then: Vec<Value>) -> Vec<Value> {
     if app.backend != Backend::Postgres {
-        return all_at_once(app, token, inputs).await;
+        return all_at_once(app, token, first.into_iter().chain(then).collect()).await;
     }
     let db = &app.app.services.db;
+    let batches = &app.app.services.booking_batches;
     let gate = db.begin().await.expect("gate transaction");
     // Writers wait at their history insert; nothing before it writes that table.
     gate.execute_unprepared("LOCK TABLE appointment_history IN EXCLUSIVE MODE")
         .await
         .expect("gate lock");
-    let count = inputs.len();
-    let tasks = send_all(app, token, inputs);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let answered = tasks.iter().filter(|t| t.is_finished()).count();
-        if answered + app.app.services.booking_batches.pending() >= count {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{answered} answered and {} with the writers of {count}",
-            app.app.services.booking_batches.pending()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut tasks = Vec::new();
+    for (n, input) in first.into_iter().enumerate() {
+        tasks.extend(send_all(app, token, vec![input]));
+        wait_until(|| batches.writing() > n, || format!("a writer for booking {n}")).await;
     }
+    tasks.extend(send_all(app, token, then));
+    wait_until(
+        || tasks.iter().filter(|t| t.is_finished()).count() + batches.pending() >= tasks.len(),
+        || format!("{} with the writers of {}", batches.pending(), tasks.len()),
+    )
+    .await;
     gate.rollback().await.expect("gate released");
     answers_of(tasks).await
+}
+
+/// Polls `done` until it holds, for 30 s at most (then fails, saying `what`).
+async fn wait_until(done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "waited in vain for {}", what());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// `count` more providers at the clinic's location, each working weekdays nine to five.
@@ -229,6 +244,63 @@ async fn refusals_fail_alone_and_bookings_are_written_together(app: &TestApp) {
 }
 
 careslot_tests::on_both_databases!(refusals_fail_alone_and_bookings_are_written_together);
+
+/// Bookings of one provider may share a batch: distinct intervals are all
+/// written, and each booking is checked against those before it in the batch
+/// as against written ones, buffers included. The pair here does not overlap
+/// (so neither waits for the other before the batch), but the consult's
+/// buffer reaches into the checkup: one of the two is refused, whichever
+/// comes second.
+async fn bookings_of_one_provider_share_a_batch_and_are_checked_against_each_other(app: &TestApp) {
+    let clinic = Clinic::open(app).await;
+    let consult = app
+        .gql(
+            Some(&clinic.staff),
+            "mutation($i: CreateAppointmentTypeInput!) { createAppointmentType(input: $i) { id } }",
+            json!({ "i": { "name": "Consult", "durationMinutes": 30, "bufferAfterMinutes": 30, "locationId": clinic.location } }),
+        )
+        .await
+        .data()["createAppointmentType"]["id"]
+        .as_str()
+        .expect("type id")
+        .to_owned();
+    let doctors = providers(app, &clinic, 5).await;
+    let (busy, fillers) = doctors.split_last().expect("providers");
+    // One booking per writer, held at the gate, so the rest gather into one batch.
+    let first: Vec<Value> = fillers
+        .iter()
+        .map(|d| booking(&clinic, d, &clinic.patient, TEN))
+        .collect();
+    let distinct = ["16:00", "16:30", "17:00", "17:30", "18:00"];
+    let mut then: Vec<Value> = distinct
+        .iter()
+        .map(|hm| booking(&clinic, busy, &clinic.patient, &format!("2026-11-26T{hm}:00Z")))
+        .collect();
+    let mut with_buffer = booking(&clinic, busy, &clinic.patient, "2026-11-26T14:00:00Z");
+    with_buffer["appointmentTypeId"] = json!(consult);
+    then.push(with_buffer);
+    then.push(booking(&clinic, busy, &clinic.patient, "2026-11-26T14:30:00Z"));
+
+    let answers = gathered_behind(app, &clinic.staff, first, then).await;
+    let booked: Vec<Option<Uuid>> = answers.iter().map(booked_id).collect();
+    let fillers_and_distinct = fillers.len() + distinct.len();
+    for (answer, id) in answers.iter().zip(&booked).take(fillers_and_distinct) {
+        let id = id.unwrap_or_else(|| panic!("booked: {answer}"));
+        assert_fully_written(app, id).await;
+    }
+    let pair = &answers[fillers_and_distinct..];
+    let winners = pair.iter().filter(|a| booked_id(a).is_some()).count();
+    assert_eq!(winners, 1, "exactly one of the pair is written: {pair:?}");
+    let loser = pair.iter().find(|a| booked_id(a).is_none()).expect("a refused one");
+    assert_eq!(code(loser), "SLOT_UNAVAILABLE", "{loser}");
+    assert_eq!(
+        appointments_of(app, &clinic.patient).await,
+        fillers_and_distinct + 1,
+        "nothing else was written"
+    );
+}
+
+careslot_tests::on_both_databases!(bookings_of_one_provider_share_a_batch_and_are_checked_against_each_other);
 
 /// A batch whose insert the database refuses (here a trigger, standing in
 /// for any failure of the whole statement) is written again booking by

@@ -90,6 +90,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         // The worker never searches slots.
         slot_cache: Arc::new(domain::scheduling::SlotCache::new(std::time::Duration::ZERO)),
         provider_turns: Arc::default(),
+        booking_turns: Arc::default(),
         booking_batches: Arc::default(),
     };
     let metrics_listener = workers::metrics::bind(settings.worker_metrics_listen)

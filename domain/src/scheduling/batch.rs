@@ -1,7 +1,8 @@
 //! Bookings are written in batches: group commit for the booking path.
 //!
-//! A booking that has passed its own checks and holds its provider's turn
-//! (so no two bookings of one batch share a provider) joins a queue. A few
+//! A booking that has passed its own checks and holds its turn (no earlier
+//! booking of its provider overlapping it is in flight, `booking_turns`)
+//! joins a queue. A few
 //! writers drain it: each takes what has gathered (up to [`MAX_BATCH`]) and
 //! writes it in one transaction, with one statement per step for the whole
 //! batch instead of per booking: the locks with the provider and patient
@@ -48,8 +49,9 @@ const WRITERS: usize = 4;
 /// Metric: bookings per written batch.
 pub const BATCH_SIZE: &str = "careslot_booking_batch_size";
 
-/// A booking ready to be written: its caller's checks passed, its provider's
-/// turn held by the caller until the answer comes back.
+/// A booking ready to be written: its caller's checks passed, its turn held
+/// by the caller until the answer comes back. Bookings of one provider may
+/// share a batch: each is checked against those before it in the batch.
 pub(super) struct PendingBooking {
     /// Who books (their request is audited with the booking).
     pub caller: Caller,
@@ -111,6 +113,12 @@ impl BookingBatches {
     pub fn pending(&self) -> usize {
         let state = self.lock();
         state.waiting.len() + state.writing
+    }
+
+    /// Bookings in the batches being written (how a test knows a writer has
+    /// taken the booking it sent).
+    pub fn writing(&self) -> usize {
+        self.lock().writing
     }
 
     /// The next batch, or `None` (and one writer fewer) when nothing waits;

@@ -100,14 +100,13 @@ impl Services {
                 return Err(ServiceError::NotFound("patient"));
             }
         }
-        // The turn is held until the transaction has ended either way, so the
-        // next writer of this provider finds the advisory lock free.
-        let _turn = self.provider_turns.wait(input.provider_id).await;
-        // The crowd behind a winner learns from its note, not from the database.
         let asked = Interval::new(
             input.start,
             input.start + chrono::Duration::minutes(kind.duration_minutes.into()),
         );
+        // Held until the answer is in: a later booking racing for this
+        // interval waits for it, then learns from its note, not from the database.
+        let _turn = self.booking_turns.wait(input.provider_id.0, asked).await;
         if self.slot_cache.recently_taken(input.provider_id.0, asked) {
             return Err(ServiceError::SlotUnavailable("the interval is not available".into()));
         }

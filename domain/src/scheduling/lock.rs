@@ -24,8 +24,9 @@ async fn lock_provider(txn: &impl ConnectionTrait, provider: ProviderId) -> Serv
     Ok(())
 }
 
-/// Takes the locks of the providers of several bookings (distinct
-/// providers) for the rest of `txn` and, in the same round trip, checks that
+/// Takes the locks of the providers of several bookings for the rest of
+/// `txn` (a provider named twice is locked twice, which PostgreSQL's
+/// advisory locks allow within one transaction) and, in the same round trip, checks that
 /// each booking's provider and patient exist. Answers per booking, in order:
 /// `NOT_FOUND` (the provider first) or fine. Neither is ever deleted, so the
 /// answer holds for the whole transaction.

@@ -6,6 +6,7 @@
 pub mod availability;
 mod batch;
 mod booking;
+mod booking_turns;
 mod cache;
 mod holds;
 mod lock;
@@ -32,6 +33,7 @@ pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::Service
     rules::parse_rules(rules)
 }
 pub use batch::{BATCH_SIZE, BookingBatches, MAX_BATCH};
+pub use booking_turns::BookingTurns;
 pub use cache::{SlotCache, follow as follow_slot_events};
 pub use lock::ProviderTurns;
 pub(crate) use slots::location_exists;

@@ -1,7 +1,7 @@
 //! `availableSlots`, and the same rules applied to one requested start
 //! (holds, bookings and reschedules all ask through [`Services::check_bookable`]).
 
-use super::availability::{GridPosition, Interval, Schedule, free_slots, grid_position, is_free, windows};
+use super::availability::{Busy, GridPosition, Interval, Schedule, free_slots, grid_position, is_free, windows};
 use super::cache::RawOccupancy;
 use super::model::{Slot, SlotQuery};
 use super::snapshot::{self, Around};
@@ -219,10 +219,12 @@ impl Services {
         })
     }
 
-    /// [`Services::check_bookable`] for several requests (of distinct
-    /// providers, each under its lock) at once: their snapshots are read in one
-    /// statement. The outer error is the database's; each request's own
-    /// answer is inside, in order.
+    /// [`Services::check_bookable`] for several requests (each provider under
+    /// its lock) at once: their snapshots are read in one statement. Requests
+    /// are judged in order, and one a request earlier in the list was granted
+    /// occupies its provider for the requests after it, as if written (a batch
+    /// may hold several bookings of one provider). The outer error is the
+    /// database's; each request's own answer is inside, in order.
     pub(super) async fn check_bookable_many(
         &self,
         conn: &impl ConnectionTrait,
@@ -248,11 +250,25 @@ impl Services {
             })
             .collect();
         let snapshots = snapshot::read_many(conn, &arounds).await?;
+        let mut granted: Vec<(ProviderId, Busy)> = Vec::new();
         Ok(requests
             .iter()
             .zip(specs)
             .zip(snapshots)
-            .map(|((request, spec), snapshot)| judge(request, &spec, &snapshot, now))
+            .map(|((request, spec), mut snapshot)| {
+                let earlier = granted.iter().filter(|(provider, _)| *provider == request.provider);
+                snapshot.occupancy.busy.extend(earlier.map(|(_, busy)| *busy));
+                let answer = judge(request, &spec, &snapshot, now);
+                if let Ok(bookable) = &answer {
+                    let busy = Busy {
+                        interval: bookable.interval,
+                        buffer_before: spec.buffer_before,
+                        buffer_after: spec.buffer_after,
+                    };
+                    granted.push((request.provider, busy));
+                }
+                answer
+            })
             .collect())
     }
 

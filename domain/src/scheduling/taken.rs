@@ -2,7 +2,7 @@
 //! one interval hears `SLOT_UNAVAILABLE` without a database round trip.
 //!
 //! When a hundred clients ask for the same interval at once, one wins and the
-//! others wait their turn (`ProviderTurns`); each of them used to begin a
+//! others wait their turn (`BookingTurns`); each of them used to begin a
 //! transaction, take the lock, read the snapshot and roll back, only to learn
 //! what the winner's commit already said. A booking that commits here notes
 //! its interval; a later booking of the same provider whose interval overlaps
