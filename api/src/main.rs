@@ -9,6 +9,13 @@ use api::app::{App, AppOptions};
 use domain::settings::Settings;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a booking allocates and frees
+/// thousands of small objects across the HTTP, GraphQL, SQL and Redis layers,
+/// and glibc's malloc took about a quarter of the server's CPU under load
+/// (BENCHMARKS.md, session 8).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: careslot-api [serve | migrate | verify-audit | rotate-phi-keys]\n\n\
   serve            run the server (the default)\n\
   migrate          apply migrations and exit\n\

@@ -21,6 +21,11 @@ use server::{Launch, Server};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+/// The allocator of `careslot-worker`: the queue scenario runs its workers
+/// in this process, and they should cost what they cost there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::parse(std::env::args().skip(1)) {
         Ok(Some(config)) => config,

@@ -106,6 +106,8 @@ impl Server {
             .current_dir(&launch.dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // The allocator's run-time options, for experiments (README.md).
+            .envs(std::env::vars().filter(|(name, _)| name.starts_with("MIMALLOC_")))
             .envs(environment(launch, &listen))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

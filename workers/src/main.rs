@@ -15,6 +15,11 @@ use std::sync::Arc;
 /// How far the worker's bus receiver may fall behind before it skips events.
 const BUS_CAPACITY: usize = 4096;
 
+/// The same allocator as `careslot-api` (see there): a claimed batch builds
+/// and drops hundreds of rows, messages and requests at once.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = match Settings::from_env() {
