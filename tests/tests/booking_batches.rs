@@ -348,3 +348,79 @@ async fn postgres_a_failed_batch_is_written_booking_by_booking() {
     assert_eq!(appointments_of(&app, &clinic.patient).await, good);
     assert_eq!(appointments_of(&app, &doomed).await, 0);
 }
+
+/// The advisory-lock key the writers take for `provider` (its UUID folded to
+/// 64 bits, as `domain::scheduling::lock` does).
+fn lock_key(provider: &str) -> i64 {
+    let bytes = *provider.parse::<Uuid>().expect("uuid").as_bytes();
+    let half = |range: std::ops::Range<usize>| i64::from_be_bytes(bytes[range].try_into().expect("8 bytes"));
+    half(0..8) ^ half(8..16)
+}
+
+/// Batches in flight never share a provider: a booking of a provider whose
+/// batch is being written waits for the batch after, so it does not make its
+/// whole batch queue on that provider's lock. Here four writers are held on
+/// provider locks the test owns; a second booking of the first provider and
+/// one of a free provider queue behind them. When one held writer is let go,
+/// it must take only the free provider's booking, which is then answered
+/// while the first provider is still locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_in_flight_never_share_a_provider() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let clinic = Clinic::open(&app).await;
+    let doctors = providers(&app, &clinic, 5).await;
+    let (free, held) = doctors.split_last().expect("providers");
+    let batches = &app.app.services.booking_batches;
+    // Session-level locks on one connection, so they can be let go one by one.
+    let locks = app.app.services.db.begin().await.expect("lock connection");
+    for doctor in held {
+        locks
+            .execute_unprepared(&format!("SELECT pg_advisory_lock({})", lock_key(doctor)))
+            .await
+            .expect("lock");
+    }
+    let mut tasks = Vec::new();
+    for (n, doctor) in held.iter().enumerate() {
+        tasks.extend(send_all(
+            &app,
+            &clinic.staff,
+            vec![booking(&clinic, doctor, &clinic.patient, TEN)],
+        ));
+        wait_until(|| batches.writing() > n, || format!("a writer for held booking {n}")).await;
+    }
+    // Every writer is busy: these two wait in the queue together.
+    let again = send_all(
+        &app,
+        &clinic.staff,
+        vec![booking(&clinic, &held[0], &clinic.patient, "2026-11-26T16:00:00Z")],
+    );
+    let other = send_all(&app, &clinic.staff, vec![booking(&clinic, free, &clinic.patient, TEN)]);
+    wait_until(
+        || batches.pending() == held.len() + 2,
+        || format!("{} pending", batches.pending()),
+    )
+    .await;
+
+    locks
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({})", lock_key(&held[1])))
+        .await
+        .expect("unlock");
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(20), answers_of(other))
+        .await
+        .expect("the free provider's booking is answered while the first provider is still locked");
+    assert!(booked_id(&answered[0]).is_some(), "{}", answered[0]);
+    assert!(
+        !again[0].is_finished(),
+        "the locked provider's second booking still waits"
+    );
+
+    // Session-level locks outlive a rollback: let them go first.
+    locks
+        .execute_unprepared("SELECT pg_advisory_unlock_all()")
+        .await
+        .expect("unlock all");
+    locks.rollback().await.expect("lock connection returned");
+    for answer in answers_of(tasks.into_iter().chain(again).collect()).await {
+        assert!(booked_id(&answer).is_some(), "{answer}");
+    }
+}

@@ -2,9 +2,10 @@
 //!
 //! A booking that has passed its own checks and holds its turn (no earlier
 //! booking of its provider overlapping it is in flight, `booking_turns`)
-//! joins a queue. A few
-//! writers drain it: each takes what has gathered (up to [`MAX_BATCH`]) and
-//! writes it in one transaction, with one statement per step for the whole
+//! joins a queue. A few writers drain it: each takes what has gathered (up
+//! to [`MAX_BATCH`]) of providers that no other batch is writing (so batches
+//! in flight never wait for each other's provider locks) and writes it in
+//! one transaction, with one statement per step for the whole
 //! batch instead of per booking: the locks with the provider and patient
 //! checks, the holds named, one snapshot read of every provider's schedule,
 //! one multi-row insert of the appointments, then their history, jobs and
@@ -99,6 +100,11 @@ struct QueueState {
     writing: usize,
     /// Writer tasks running.
     writers: usize,
+    /// Providers of the batches being written. A waiting booking of one of
+    /// them is left for the batch after: taken now, its batch would only
+    /// queue on that provider's lock in the database behind the batch
+    /// holding it, and the writers would take turns instead of overlapping.
+    providers_writing: HashSet<Uuid>,
 }
 
 impl BookingBatches {
@@ -121,18 +127,37 @@ impl BookingBatches {
         self.lock().writing
     }
 
-    /// The next batch, or `None` (and one writer fewer) when nothing waits;
-    /// `written` is how many the writer's previous batch held.
-    fn next_batch(&self, written: usize) -> Option<Vec<Queued>> {
+    /// The next batch: waiting bookings, in arrival order, of providers no
+    /// other batch is writing. `None` (and one writer fewer) when there are
+    /// none; the bookings left waiting then belong to providers whose
+    /// writers will take them when their batches end. `slot` is the writer's
+    /// previous batch, counted out here.
+    fn next_batch(&self, slot: &mut WriterSlot<'_>) -> Option<Vec<Queued>> {
         let mut state = self.lock();
-        state.writing -= written;
-        if state.waiting.is_empty() {
+        state.release(slot);
+        let mut batch = Vec::new();
+        let mut left = VecDeque::with_capacity(state.waiting.len());
+        while let Some(queued) = state.waiting.pop_front() {
+            let provider = queued.booking.input.provider_id.0;
+            if batch.len() < MAX_BATCH && !state.providers_writing.contains(&provider) {
+                if !slot.providers.contains(&provider) {
+                    slot.providers.push(provider);
+                }
+                batch.push(queued);
+            } else {
+                left.push_back(queued);
+            }
+        }
+        state.waiting = left;
+        if batch.is_empty() {
             state.writers -= 1;
+            slot.done = true;
             return None;
         }
-        let take = state.waiting.len().min(MAX_BATCH);
-        state.writing += take;
-        Some(state.waiting.drain(..take).collect())
+        state.providers_writing.extend(slot.providers.iter().copied());
+        slot.writing = batch.len();
+        state.writing += batch.len();
+        Some(batch)
     }
 }
 
@@ -141,16 +166,30 @@ struct WriterSlot<'a> {
     batches: &'a BookingBatches,
     /// Bookings of the batch in hand.
     writing: usize,
-    /// The writer found the queue empty and has counted itself out.
+    /// Providers of the batch in hand.
+    providers: Vec<Uuid>,
+    /// The writer found nothing to take and has counted itself out.
     done: bool,
+}
+
+impl QueueState {
+    /// Counts the batch in `slot` out: its bookings and its providers.
+    fn release(&mut self, slot: &mut WriterSlot<'_>) {
+        self.writing -= slot.writing;
+        slot.writing = 0;
+        for provider in slot.providers.drain(..) {
+            self.providers_writing.remove(&provider);
+        }
+    }
 }
 
 impl Drop for WriterSlot<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let mut state = self.batches.lock();
+            let batches = self.batches;
+            let mut state = batches.lock();
             state.writers -= 1;
-            state.writing -= self.writing;
+            state.release(self);
         }
     }
 }
@@ -182,14 +221,13 @@ impl Services {
         let mut slot = WriterSlot {
             batches: &self.booking_batches,
             writing: 0,
+            providers: Vec::new(),
             done: false,
         };
         loop {
-            let Some(batch) = self.booking_batches.next_batch(slot.writing) else {
-                slot.done = true;
+            let Some(batch) = self.booking_batches.next_batch(&mut slot) else {
                 return;
             };
-            slot.writing = batch.len();
             metrics::histogram!(BATCH_SIZE).record(batch.len() as f64);
             let (bookings, replies): (Vec<PendingBooking>, Vec<_>) =
                 batch.into_iter().map(|q| (q.booking, q.reply)).unzip();
