@@ -5,6 +5,10 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::Pas
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::Arc;
 
+/// The Argon2 variant and version of every hash (and of the dummy).
+const ALGORITHM: Algorithm = Algorithm::Argon2id;
+const VERSION: Version = Version::V0x13;
+
 /// Hashes and verifies passwords off the async runtime (Argon2 is deliberately slow).
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
@@ -67,12 +71,14 @@ fn dummy_hash(params: &Params) -> String {
     use base64::Engine as _;
     use rand::RngCore as _;
     let mut salt = [0u8; 16];
-    let mut output = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
     rand::rng().fill_bytes(&mut salt);
     rand::rng().fill_bytes(&mut output);
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
     format!(
-        "$argon2id$v=19$m={},t={},p={}${}${}",
+        "${}$v={}$m={},t={},p={}${}${}",
+        ALGORITHM.as_str(),
+        u32::from(VERSION),
         params.m_cost(),
         params.t_cost(),
         params.p_cost(),
@@ -82,7 +88,7 @@ fn dummy_hash(params: &Params) -> String {
 }
 
 fn hash_with(params: &Params, password: &str) -> ServiceResult<String> {
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let argon = Argon2::new(ALGORITHM, VERSION, params.clone());
     argon
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -169,7 +175,8 @@ mod tests {
         let carried = Params::try_from(&parsed).expect("argon2 parameters");
         let costs = |p: &Params| (p.m_cost(), p.t_cost(), p.p_cost());
         assert_eq!(costs(&carried), costs(&params));
-        assert_eq!(parsed.hash.map(|h| h.len()), Some(argon2::Params::DEFAULT_OUTPUT_LEN));
+        assert_eq!(parsed.hash.map(|h| h.len()), Some(Params::DEFAULT_OUTPUT_LEN));
+        assert_eq!(parsed.version, Some(u32::from(VERSION)));
         assert_ne!(dummy, dummy_hash(&params), "salt and output are random");
         let verified = Argon2::default().verify_password(b"any password", &parsed);
         assert!(verified.is_err(), "no password matches it");
