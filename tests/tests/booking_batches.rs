@@ -349,12 +349,9 @@ async fn postgres_a_failed_batch_is_written_booking_by_booking() {
     assert_eq!(appointments_of(&app, &doomed).await, 0);
 }
 
-/// The advisory-lock key the writers take for `provider` (its UUID folded to
-/// 64 bits, as `domain::scheduling::lock` does).
+/// The advisory-lock key the writers take for `provider`.
 fn lock_key(provider: &str) -> i64 {
-    let bytes = *provider.parse::<Uuid>().expect("uuid").as_bytes();
-    let half = |range: std::ops::Range<usize>| i64::from_be_bytes(bytes[range].try_into().expect("8 bytes"));
-    half(0..8) ^ half(8..16)
+    domain::scheduling::provider_lock_key(domain::ids::ProviderId(provider.parse().expect("uuid")))
 }
 
 /// Batches in flight never share a provider: a booking of a provider whose

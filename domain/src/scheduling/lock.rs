@@ -107,8 +107,9 @@ pub async fn lock_providers_of_bookings(
     Ok(answers)
 }
 
-/// The advisory-lock key of a provider: its UUID folded to 64 bits.
-fn lock_key(provider: ProviderId) -> i64 {
+/// The advisory-lock key of a provider: its UUID folded to 64 bits. Public
+/// so that a test can hold a provider's writers back with the same lock.
+pub fn lock_key(provider: ProviderId) -> i64 {
     let bytes = provider.0.as_bytes();
     let mut high = [0u8; 8];
     let mut low = [0u8; 8];

@@ -35,6 +35,6 @@ pub(crate) fn parse_rules_for_tests(rules: &[WeeklyRuleInput]) -> crate::Service
 pub use batch::{BATCH_SIZE, BookingBatches, MAX_BATCH};
 pub use booking_turns::BookingTurns;
 pub use cache::{SlotCache, follow as follow_slot_events};
-pub use lock::ProviderTurns;
+pub use lock::{ProviderTurns, lock_key as provider_lock_key};
 pub(crate) use slots::location_exists;
 pub use store::zone as location_zone;
