@@ -26,15 +26,14 @@ use uuid::Uuid;
 
 /// A booking in flight: its interval and the signal its end closes.
 struct InFlight {
-    id: u64,
     interval: Interval,
     /// Closed when the booking has its answer; waiters wake on the close.
+    /// Also the booking's identity: its turn holds the same `Arc`.
     done: Arc<Semaphore>,
 }
 
 #[derive(Default)]
 struct State {
-    next_id: u64,
     by_provider: HashMap<Uuid, Vec<InFlight>>,
 }
 
@@ -57,7 +56,6 @@ impl std::fmt::Debug for BookingTurns {
 pub struct BookingTurn<'a> {
     turns: &'a BookingTurns,
     provider: Uuid,
-    id: u64,
     done: Arc<Semaphore>,
 }
 
@@ -71,10 +69,8 @@ impl BookingTurns {
     /// is in flight (the latest such one has ended), then answers the turn.
     pub async fn wait(&self, provider: Uuid, interval: Interval) -> BookingTurn<'_> {
         let done = Arc::new(Semaphore::new(0));
-        let (id, before) = {
+        let before = {
             let mut state = self.lock();
-            let id = state.next_id;
-            state.next_id += 1;
             let list = state.by_provider.entry(provider).or_default();
             let before = list
                 .iter()
@@ -82,17 +78,15 @@ impl BookingTurns {
                 .find(|earlier| earlier.interval.overlaps(&interval))
                 .map(|earlier| earlier.done.clone());
             list.push(InFlight {
-                id,
                 interval,
                 done: done.clone(),
             });
-            (id, before)
+            before
         };
         // The turn exists from here, so a cancelled wait still releases it.
         let turn = BookingTurn {
             turns: self,
             provider,
-            id,
             done,
         };
         if let Some(before) = before {
@@ -113,7 +107,7 @@ impl Drop for BookingTurn<'_> {
     fn drop(&mut self) {
         let mut state = self.turns.lock();
         if let Some(list) = state.by_provider.get_mut(&self.provider) {
-            list.retain(|booking| booking.id != self.id);
+            list.retain(|booking| !Arc::ptr_eq(&booking.done, &self.done));
             if list.is_empty() {
                 state.by_provider.remove(&self.provider);
             }
