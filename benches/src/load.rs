@@ -85,6 +85,10 @@ pub struct Run {
     pub requests: u64,
     /// Of which judged wrong.
     pub errors: u64,
+    /// Open loop only: arrivals never sent because `max_in_flight` requests
+    /// were outstanding (the server fell behind the rate). Not answers, so
+    /// not errors; an open-loop run that shed any is overloaded.
+    pub shed: u64,
     /// Wall time of the run.
     pub seconds: f64,
     /// Completed requests per second.
@@ -128,7 +132,8 @@ where
 }
 
 /// Sends `request(n)` at `rate` per second for `duration`, whatever the answers' pace
-/// (at most `max_in_flight` outstanding; past that, arrivals are counted as errors).
+/// (at most `max_in_flight` outstanding; past that, arrivals are shed and counted in
+/// [`Run::shed`]).
 pub async fn open_loop<F, Fut>(rate: u64, duration: Duration, max_in_flight: usize, request: F) -> Run
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
@@ -137,6 +142,7 @@ where
     let request = Arc::new(request);
     let recorder = Recorder::default();
     let errors = Arc::new(AtomicU64::new(0));
+    let shed = AtomicU64::new(0);
     let in_flight = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let total = rate.saturating_mul(duration.as_secs().max(1));
@@ -149,7 +155,7 @@ where
             tokio::time::sleep_until(intended.into()).await;
         }
         if in_flight.load(Ordering::Relaxed) >= max_in_flight as u64 {
-            errors.fetch_add(1, Ordering::Relaxed);
+            shed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
@@ -168,7 +174,10 @@ where
     for task in tasks {
         let _ = task.await;
     }
-    finish(format!("open({rate}/s)"), started, &recorder, &errors)
+    Run {
+        shed: shed.load(Ordering::Relaxed),
+        ..finish(format!("open({rate}/s)"), started, &recorder, &errors)
+    }
 }
 
 fn finish(mode: String, started: Instant, recorder: &Recorder, errors: &AtomicU64) -> Run {
@@ -178,6 +187,7 @@ fn finish(mode: String, started: Instant, recorder: &Recorder, errors: &AtomicU6
         mode,
         requests,
         errors: errors.load(Ordering::Relaxed),
+        shed: 0,
         seconds,
         throughput: requests as f64 / seconds.max(1e-9),
         latency: recorder.percentiles(),

@@ -207,6 +207,17 @@ impl Scenario {
                     p99_limit,
                     "ms",
                 );
+                if open.shed > 0 {
+                    // The p99 covers only what was sent: with arrivals shed,
+                    // the server did not keep up, whatever it says.
+                    if let Some(row) = self.rows.last_mut() {
+                        row.met = Some(false);
+                    }
+                    self.info(
+                        &format!("arrivals shed at {label} (too many in flight)"),
+                        open.shed.to_string(),
+                    );
+                }
                 self.info(
                     &format!("p50 at {label}, open loop"),
                     format!("{:.2} ms", open.latency.p50_ms),
