@@ -5,6 +5,7 @@
 //! See benches/README.md.
 
 mod config;
+mod cpu;
 mod gql;
 mod load;
 mod report;

@@ -3,6 +3,7 @@
 //! afterwards the database must hold no two overlapping blocking appointments.
 
 use super::{Ctx, days};
+use crate::cpu::CpuTimes;
 use crate::gql::{BOOK, body};
 use crate::load::{Verdict, closed_loop, open_loop};
 use crate::report::Scenario;
@@ -54,7 +55,9 @@ pub async fn run(ctx: &Ctx) -> Scenario {
         }
     };
     let c = &ctx.config;
+    let cpu = CpuTimes::now(ctx.server.pid());
     let saturation = closed_loop(c.concurrency, c.duration, request.clone()).await;
+    let cpu = CpuTimes::now(ctx.server.pid()).since(&cpu);
     let rate = if c.smoke { 50 } else { 2000 };
     // An open loop above the saturation rate only measures an ever-growing queue.
     let open = if saturation.throughput >= rate as f64 {
@@ -66,6 +69,10 @@ pub async fn run(ctx: &Ctx) -> Scenario {
     scenario.info(
         "p50 / p99 at saturation",
         format!("{:.2} / {:.2} ms", saturation.latency.p50_ms, saturation.latency.p99_ms),
+    );
+    scenario.info(
+        "CPU per booking at saturation (server / PostgreSQL / Redis / bench)",
+        cpu.per_operation(saturation.requests),
     );
     scenario.open_loop(&format!("{rate}/s"), open.as_ref(), 25.0, &saturation);
     let (open_requests, open_errors) = open.as_ref().map_or((0, 0), |o| (o.requests, o.errors));

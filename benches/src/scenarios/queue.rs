@@ -5,6 +5,7 @@
 //! and every message must have been handed to the sender exactly once.
 
 use super::Ctx;
+use crate::cpu::CpuTimes;
 use crate::report::Scenario;
 use crate::server;
 use api::app::{App, AppOptions};
@@ -147,6 +148,7 @@ async fn throughput(ctx: &Ctx, scenario: &mut Scenario) -> anyhow::Result<()> {
     let one = worker(ctx, sender.clone(), "a", lease).await?;
     let two = worker(ctx, sender.clone(), "b", lease).await?;
     let started = Instant::now();
+    let cpu = CpuTimes::now(ctx.server.pid());
     let tasks = [
         tokio::spawn(one.run(stopping.clone(), Duration::from_secs(10))),
         tokio::spawn(two.run(stopping, Duration::from_secs(10))),
@@ -163,6 +165,7 @@ async fn throughput(ctx: &Ctx, scenario: &mut Scenario) -> anyhow::Result<()> {
     while sender.distinct() < jobs && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let cpu = CpuTimes::now(ctx.server.pid()).since(&cpu);
     let finished = count(ctx, &format!("{FINISHED} '{tag}:%'")).await?;
     let seconds = started.elapsed().as_secs_f64();
     // A graceful stop: what is in flight finishes, the rest stays pending.
@@ -173,6 +176,11 @@ async fn throughput(ctx: &Ctx, scenario: &mut Scenario) -> anyhow::Result<()> {
     let rate = finished as f64 / seconds;
     scenario.at_least("jobs/s, 2 workers", rate, 20_000.0, "jobs/s");
     scenario.info("jobs drained", format!("{finished} of {jobs} in {seconds:.1} s"));
+    // The workers run in the bench process: their CPU is the bench column.
+    scenario.info(
+        "CPU per job (server / PostgreSQL / Redis / bench with the workers)",
+        cpu.per_operation(u64::try_from(finished).unwrap_or(0)),
+    );
     let done = count(
         ctx,
         &format!("SELECT count(*) AS n FROM jobs WHERE status = 'done' AND dedupe_key LIKE '{tag}:%'"),

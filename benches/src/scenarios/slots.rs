@@ -2,6 +2,7 @@
 //! throughput (closed loop) and latency at a fixed rate (open loop).
 
 use super::Ctx;
+use crate::cpu::CpuTimes;
 use crate::gql::{SLOTS, body};
 use crate::load::{Verdict, closed_loop, open_loop};
 use crate::report::Scenario;
@@ -44,7 +45,9 @@ pub async fn run(ctx: &Ctx) -> Scenario {
         }
     };
     let c = &ctx.config;
+    let cpu = CpuTimes::now(ctx.server.pid());
     let saturation = closed_loop(c.concurrency, c.duration, request.clone()).await;
+    let cpu = CpuTimes::now(ctx.server.pid()).since(&cpu);
     let rate = if c.smoke { 50 } else { 3000 };
     // An open loop above the saturation rate only measures an ever-growing queue.
     let open = if saturation.throughput >= rate as f64 {
@@ -56,6 +59,10 @@ pub async fn run(ctx: &Ctx) -> Scenario {
     scenario.info(
         "p50 / p99 at saturation",
         format!("{:.2} / {:.2} ms", saturation.latency.p50_ms, saturation.latency.p99_ms),
+    );
+    scenario.info(
+        "CPU per request at saturation (server / PostgreSQL / Redis / bench)",
+        cpu.per_operation(saturation.requests),
     );
     scenario.open_loop(&format!("{rate} req/s"), open.as_ref(), 10.0, &saturation);
     let (open_requests, open_errors) = open.as_ref().map_or((0, 0), |o| (o.requests, o.errors));
