@@ -435,6 +435,24 @@ async fn a_batch_that_cannot_be_read_runs_its_jobs_one_by_one(app: &TestApp) {
     assert!(ids.contains_key(&format!("<{}.email@careslot>", good.id)));
 }
 
+/// Without SMS in the deployment, a job records its email and no SMS row:
+/// that SMS is not configured is the deployment's fact, not the job's, and a
+/// `skipped` row on every job only said it again. The job still ends done,
+/// its email sent once.
+async fn without_sms_a_job_records_its_email_only(app: &TestApp) {
+    let clinic = Clinic::open(app).await;
+    let appointment = book(app, &clinic, &clinic.patient, "2026-11-26T15:00:00Z").await;
+    let server = SmtpServer::start();
+    let w = worker(app, "w", smtp(&server.peer.smtp_url()), None);
+    assert_eq!(w.run_once().await.expect("run"), 1, "the confirmation");
+    let job = confirmation(app, appointment).await;
+    assert_eq!(job.status, JobStatus::Done);
+    let deliveries = app.app.services.deliveries(job.id).await.expect("deliveries");
+    let channels: Vec<(&str, DeliveryStatus)> = deliveries.iter().map(|d| (d.channel.as_str(), d.status)).collect();
+    assert_eq!(channels, vec![("email", DeliveryStatus::Sent)]);
+    assert_eq!(message_ids(&server).len(), 1);
+}
+
 /// A worker's claims go on after the last job it claimed ([`ClaimCursor`]):
 /// a job put back behind the cursor is passed over by those claims and taken
 /// by the next claim from the oldest due job, which comes round within
@@ -507,4 +525,5 @@ on_both_databases!(
     a_batch_killed_mid_send_is_sent_once_per_job,
     a_batch_that_cannot_be_read_runs_its_jobs_one_by_one,
     a_job_behind_the_claim_cursor_waits_for_the_next_full_claim,
+    without_sms_a_job_records_its_email_only,
 );

@@ -3,7 +3,8 @@
 //! every call of the batch (each job's email and SMS) then runs concurrently,
 //! each in its job's span; one statement records how each call ended, and
 //! the channels with nothing to send as `skipped`, as soon as the last call
-//! ends. Then the jobs that ended done are finished in one statement; the
+//! ends. A channel the deployment does not have (no SMS configured) is
+//! neither sent nor recorded: that is the deployment's fact, not the job's. Then the jobs that ended done are finished in one statement; the
 //! rarer endings (retry, dead letter, deferral) are written job by job.
 //!
 //! Every per-job rule of a job run alone still holds: a job whose claim is
@@ -79,6 +80,9 @@ enum Plan {
     Defer(chrono::DateTime<chrono::Utc>),
     /// Nothing to send, for this reason (recorded as `skipped`).
     Skip(&'static str),
+    /// The deployment has no such channel: nothing to send, and nothing to
+    /// record on every job (a retry asks again, and sends once it has one).
+    Absent,
     /// Call the peer.
     Send,
 }
@@ -180,6 +184,7 @@ async fn send_phase(ctx: &Context<'_>, runs: &mut [Run<'_>]) {
                     skipped.push(index);
                     records.push(skip_record(run.claimed, channel, reason));
                 }
+                Plan::Absent => run.outcomes.push(ChannelOutcome::Settled),
                 Plan::Send => calls.push((index, channel)),
             }
         }
@@ -232,7 +237,7 @@ fn plan(senders: &Senders, channel: Channel, notice: &PreparedNotice) -> Plan {
         },
         Channel::Sms => match (&notice.phone, notice.sms_wait_until, &senders.sms) {
             (Ok(_), Some(until), Some(_)) => Plan::Defer(until),
-            (_, _, None) => Plan::Skip("SMS is not configured"),
+            (_, _, None) => Plan::Absent,
             (Err(reason), _, _) => Plan::Skip(reason),
             (Ok(_), None, Some(_)) => Plan::Send,
         },

@@ -5,7 +5,9 @@
 //! channels an earlier attempt settled ([`Services::check_claims`]). After the
 //! calls, one statement records how each ended: `sent` with the peer's
 //! message id, `retry`, `failed`, or `skipped` when there was nothing to send
-//! ([`Services::record_deliveries`]). A retry skips every channel already
+//! ([`Services::record_deliveries`]). A channel the deployment does not have
+//! (no SMS configured) gets no record: earlier versions wrote `skipped` for it
+//! on every job. A retry skips every channel already
 //! `sent` (or failed for good, or skipped). A channel with no record is sent:
 //! the only window for a duplicate is between the peer accepting and the
 //! record committing, while a crash before the peer accepted (the common case:
@@ -65,7 +67,8 @@ pub enum DeliveryStatus {
     Retry,
     /// The peer refused for good; not sent.
     Failed,
-    /// Nothing to send on this channel (opted out, no address, not configured).
+    /// Nothing to send on this channel (opted out, no address; earlier
+    /// versions also for a channel the deployment did not configure).
     Skipped,
 }
 
