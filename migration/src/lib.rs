@@ -17,6 +17,7 @@ mod m20261129_000009_job_queue_autovacuum;
 mod m20261206_000010_interval_length_bound;
 mod m20261206_000011_job_queue_fillfactor;
 mod m20261207_000012_job_queue_index_entries;
+mod m20261207_000013_unique_keys_without_nulls;
 mod statements;
 
 pub use m20261125_000001_initial::BLOCKING_STATUSES_SQL;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_interval_length_bound::Migration),
             Box::new(m20261206_000011_job_queue_fillfactor::Migration),
             Box::new(m20261207_000012_job_queue_index_entries::Migration),
+            Box::new(m20261207_000013_unique_keys_without_nulls::Migration),
         ]
     }
 }
