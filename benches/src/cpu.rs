@@ -79,6 +79,35 @@ impl CpuTimes {
     }
 }
 
+/// How busy the machine's CPUs are over `window` (0 to 1, of all of them),
+/// from `/proc/stat`: read before a run starts, it is the load the run will
+/// compete with (other tenants, the kernel's own work); `None` without `/proc`.
+pub fn machine_busy(window: Duration) -> Option<f64> {
+    let first = cpu_jiffies()?;
+    std::thread::sleep(window);
+    let second = cpu_jiffies()?;
+    let total = second.0.checked_sub(first.0)?;
+    let idle = second.1.checked_sub(first.1)?;
+    (total > 0).then(|| (total - idle) as f64 / total as f64)
+}
+
+/// (all, idle + iowait) jiffies of the `cpu` line of `/proc/stat`.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if fields.len() < 5 {
+        return None;
+    }
+    Some((fields.iter().sum(), fields[3] + fields[4]))
+}
+
 /// User + system time of `/proc/<pid>`, zero when it cannot be read (the
 /// process ended, or no `/proc`).
 fn process_time(pid: &str) -> Duration {
@@ -111,6 +140,26 @@ mod tests {
         std::hint::black_box(x);
         let spent = process_time("self").saturating_sub(before);
         assert!(spent >= Duration::from_millis(100), "spent {spent:?}");
+    }
+
+    #[test]
+    fn a_busy_machine_reads_busier_than_nothing() {
+        // This test's own spinning thread keeps at least part of one CPU busy.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let busy = machine_busy(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = spinner.join();
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let busy = busy.expect("/proc/stat is readable");
+        assert!(busy >= 0.5 / cpus && busy <= 1.0, "busy {busy}");
     }
 
     #[test]

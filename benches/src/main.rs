@@ -142,6 +142,7 @@ fn machine() -> Machine {
         kernel: shell("uname", &["-r"]),
         load_at_start: load_average(),
         load_at_end: String::new(),
+        busy_before_percent: cpu::machine_busy(std::time::Duration::from_secs(1)).map(|b| b * 100.0),
     }
 }
 

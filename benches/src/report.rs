@@ -123,6 +123,9 @@ pub struct Machine {
     pub load_at_start: String,
     /// And at the end.
     pub load_at_end: String,
+    /// How busy all CPUs were over the second before the run, in percent:
+    /// what the run competes with before it starts.
+    pub busy_before_percent: Option<f64>,
 }
 
 /// A whole run.
@@ -150,7 +153,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Run `{}` of commit `{}` at {} ({:.0} s); {} x {}, {}, kernel {}; pinned: {}; load at start `{}`, at end `{}`.\n",
+            "Run `{}` of commit `{}` at {} ({:.0} s); {} x {}, {}, kernel {}; pinned: {}; load at start `{}`, at end `{}`; CPUs busy before the run: {}.\n",
             self.mode,
             self.commit,
             self.started_at,
@@ -162,6 +165,9 @@ impl Report {
             self.pinned,
             self.machine.load_at_start,
             self.machine.load_at_end,
+            self.machine
+                .busy_before_percent
+                .map_or_else(|| "unknown".to_owned(), |p| format!("{p:.0}%")),
         );
         for scenario in &self.scenarios {
             let _ = writeln!(out, "### {}\n", scenario.name);
