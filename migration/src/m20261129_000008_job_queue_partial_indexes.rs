@@ -35,13 +35,4 @@ const DOWN: &[&str] = &[
     "DROP INDEX idx_jobs_due",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::statements::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::statements::run(manager, DOWN).await
-    }
-}
+crate::statements::statement_lists!(run);

@@ -31,13 +31,4 @@ const DOWN: &[&str] = &[
     "ALTER TABLE appointments DROP CONSTRAINT appointments_length_bound",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::statements::run_on_postgres(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::statements::run_on_postgres(manager, DOWN).await
-    }
-}
+crate::statements::statement_lists!(run_on_postgres);

@@ -35,13 +35,4 @@ const DOWN: &[&str] = &[
     "CREATE UNIQUE INDEX uq_audit_log_seq ON audit_log (seq)",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::statements::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::statements::run(manager, DOWN).await
-    }
-}
+crate::statements::statement_lists!(run);

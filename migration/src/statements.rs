@@ -20,3 +20,22 @@ pub(crate) async fn run_on_postgres(manager: &SchemaManager<'_>, statements: &[&
     }
     run(manager, statements).await
 }
+
+/// The `MigrationTrait` impl of a `Migration` that is two lists of
+/// hand-written statements, `UP` and `DOWN`, run in order by `$runner`
+/// ([`run`] on both databases, [`run_on_postgres`] on PostgreSQL only).
+macro_rules! statement_lists {
+    ($runner:ident) => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::statements::$runner(manager, UP).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::statements::$runner(manager, DOWN).await
+            }
+        }
+    };
+}
+pub(crate) use statement_lists;
