@@ -43,7 +43,11 @@ pub async fn rate_limit(State(app): State<App>, Origin(meta): Origin, mut reques
         (&user_key, app.settings.rate_limit_user_per_minute),
     ] {
         if let Some(key) = key {
-            ops.push(CounterOp::Hit { key, window: WINDOW });
+            ops.push(CounterOp::Hit {
+                key,
+                window: WINDOW,
+                limit,
+            });
             limits.push(limit);
         }
     }
@@ -55,7 +59,8 @@ pub async fn rate_limit(State(app): State<App>, Origin(meta): Origin, mut reques
         if let CounterAnswer::Hit { count, left } = *answer
             && count > *limit
         {
-            return limited(left);
+            // The store reads what is left of a window past its limit.
+            return limited(left.unwrap_or(WINDOW));
         }
     }
     if answers.last() == Some(&CounterAnswer::Exists(true)) {

@@ -17,9 +17,12 @@ pub trait CounterStore: Send + Sync + std::fmt::Debug {
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
             answers.push(match *op {
-                CounterOp::Hit { key, window } => {
+                CounterOp::Hit { key, window, .. } => {
                     let (count, left) = self.hit(key, window).await;
-                    CounterAnswer::Hit { count, left }
+                    CounterAnswer::Hit {
+                        count,
+                        left: Some(left),
+                    }
                 }
                 CounterOp::Exists { key } => CounterAnswer::Exists(self.exists(key).await),
             });
@@ -45,6 +48,10 @@ pub enum CounterOp<'a> {
         key: &'a str,
         /// Its window, when this hit starts one.
         window: Duration,
+        /// The caller's limit: only a count past it needs to know how long
+        /// the window still runs, and a store that pays a command for that
+        /// (Redis) asks only then. `0` always asks.
+        limit: u64,
     },
     /// [`CounterStore::exists`].
     Exists {
@@ -60,8 +67,9 @@ pub enum CounterAnswer {
     Hit {
         /// Hits in this window, this one included.
         count: u64,
-        /// What is left of the window.
-        left: Duration,
+        /// What is left of the window: always when `count` passed the op's
+        /// `limit`, otherwise only if the store knew it anyway.
+        left: Option<Duration>,
     },
     /// Whether a window runs.
     Exists(bool),
@@ -151,8 +159,8 @@ impl RedisCounters {
 #[async_trait::async_trait]
 impl CounterStore for RedisCounters {
     async fn hit(&self, key: &str, window: Duration) -> (u64, Duration) {
-        match self.batch(&[CounterOp::Hit { key, window }]).await[..] {
-            [CounterAnswer::Hit { count, left }] => (count, left),
+        match self.batch(&[CounterOp::Hit { key, window, limit: 0 }]).await[..] {
+            [CounterAnswer::Hit { count, left }] => (count, left.unwrap_or(window)),
             _ => (0, window),
         }
     }
@@ -161,19 +169,19 @@ impl CounterStore for RedisCounters {
         use fred::prelude::*;
         use fred::types::ExpireOptions;
         // One pipeline, one round trip. A hit is INCR, then PEXPIRE NX (a window
-        // starts with its first hit, and a key never lives without an expiry),
-        // then PTTL for what is left of the window; a check is EXISTS.
+        // starts with its first hit, and a key never lives without an expiry);
+        // a check is EXISTS. What is left of a window (PTTL) is asked in a
+        // second trip, only for counts past their limit: a refused request.
         let pipeline = self.client.pipeline();
         let queued: Result<(), Error> = async {
             for op in ops {
                 match *op {
-                    CounterOp::Hit { key, window } => {
+                    CounterOp::Hit { key, window, .. } => {
                         let key = self.key(key);
                         pipeline.incr::<(), _>(&key).await?;
                         pipeline
                             .pexpire::<(), _>(&key, window.as_millis() as i64, Some(ExpireOptions::NX))
                             .await?;
-                        pipeline.pttl::<(), _>(&key).await?;
                     }
                     CounterOp::Exists { key } => pipeline.exists::<(), _>(self.key(key)).await?,
                 }
@@ -188,21 +196,24 @@ impl CounterStore for RedisCounters {
         let reply = |i: usize| replies.get(i).and_then(|r| r.as_ref().ok().copied());
         let mut next = 0;
         let mut unavailable = false;
-        let answers = ops
+        let mut answers: Vec<CounterAnswer> = ops
             .iter()
             .map(|op| match *op {
                 CounterOp::Hit { window, .. } => {
-                    let (count, ttl) = (reply(next), reply(next + 2));
-                    next += 3;
-                    match (count, ttl) {
-                        (Some(count), Some(ttl)) => CounterAnswer::Hit {
+                    let count = reply(next);
+                    next += 2;
+                    match count {
+                        Some(count) => CounterAnswer::Hit {
                             count: u64::try_from(count).unwrap_or(0),
-                            left: Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
+                            left: None,
                         },
                         // Redis is down: fail open rather than lock every user out.
-                        _ => {
+                        None => {
                             unavailable = true;
-                            CounterAnswer::Hit { count: 0, left: window }
+                            CounterAnswer::Hit {
+                                count: 0,
+                                left: Some(window),
+                            }
                         }
                     }
                 }
@@ -214,6 +225,24 @@ impl CounterStore for RedisCounters {
                 }
             })
             .collect();
+        for (op, answer) in ops.iter().zip(answers.iter_mut()) {
+            if let (
+                CounterOp::Hit { key, window, limit },
+                CounterAnswer::Hit {
+                    count,
+                    left: left @ None,
+                },
+            ) = (*op, &mut *answer)
+                && *count > limit
+            {
+                let ttl: Option<i64> = self.client.pttl(self.key(key)).await.ok();
+                // A key that just expired (or a failed read): the whole window.
+                *left = Some(match ttl {
+                    Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+                    _ => window,
+                });
+            }
+        }
         if unavailable {
             tracing::warn!("rate-limit and session counters unavailable (Redis)");
         }
@@ -274,7 +303,8 @@ mod tests {
     }
 
     /// The same batch answers the same on both stores: hits count within a
-    /// window that starts with the first hit, checks see running windows only.
+    /// window that starts with the first hit, checks see running windows only,
+    /// and a count past its op's limit says how long its window still runs.
     async fn batches_count_hits_and_check_marks(store: &dyn CounterStore, prefix: &str) {
         let (a, b, mark) = (format!("{prefix}a"), format!("{prefix}b"), format!("{prefix}mark"));
         let minute = Duration::from_secs(60);
@@ -282,20 +312,25 @@ mod tests {
             CounterOp::Hit {
                 key: &a,
                 window: minute,
+                limit: 1,
             },
             CounterOp::Exists { key: &mark },
             CounterOp::Hit {
                 key: &b,
                 window: Duration::from_millis(300),
+                limit: 100,
             },
         ];
         let first = store.batch(&ops).await;
-        assert!(matches!(first[0], CounterAnswer::Hit { count: 1, left } if left <= minute && left > minute / 2));
+        assert!(matches!(first[0], CounterAnswer::Hit { count: 1, .. }));
         assert_eq!(first[1], CounterAnswer::Exists(false));
         assert!(matches!(first[2], CounterAnswer::Hit { count: 1, .. }));
         store.hit(&mark, minute).await;
         let second = store.batch(&ops).await;
-        assert!(matches!(second[0], CounterAnswer::Hit { count: 2, .. }), "{second:?}");
+        assert!(
+            matches!(second[0], CounterAnswer::Hit { count: 2, left: Some(left) } if left <= minute && left > minute / 2),
+            "past the limit of 1, the window's rest: {second:?}"
+        );
         assert_eq!(second[1], CounterAnswer::Exists(true));
         assert!(matches!(second[2], CounterAnswer::Hit { count: 2, .. }));
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -323,6 +358,24 @@ mod tests {
             .await
             .expect("Redis must be running for the tests (see README)");
         batches_count_hits_and_check_marks(&store, "").await;
+        // Under its limit a hit costs no PTTL: what is left is not read.
+        let fresh = format!("fresh-{}", uuid::Uuid::new_v4().simple());
+        let op = CounterOp::Hit {
+            key: &fresh,
+            window: Duration::from_secs(60),
+            limit: 5,
+        };
+        assert_eq!(
+            store.batch(&[op]).await,
+            vec![CounterAnswer::Hit { count: 1, left: None }]
+        );
+        // `hit` (limit 0) always reads it.
+        let (count, left) = store.hit(&fresh, Duration::from_secs(60)).await;
+        assert_eq!(count, 2);
+        assert!(
+            left > Duration::from_secs(30) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
         // Keys live under the namespace only.
         assert_eq!(store.key("x"), format!("{namespace}:limit:x"));
     }
