@@ -9,26 +9,22 @@ use std::time::{Duration, Instant};
 #[async_trait::async_trait]
 pub trait CounterStore: Send + Sync + std::fmt::Debug {
     /// Counts a hit on `key`; a new window of `window` starts with the first
-    /// hit. Answers the count so far and how long the window still runs.
-    async fn hit(&self, key: &str, window: Duration) -> (u64, Duration);
+    /// hit. Answers the count so far (what is left of the window: [`Self::get`],
+    /// or a [`CounterOp::Hit`] with a limit).
+    async fn hit(&self, key: &str, window: Duration) -> u64 {
+        let op = CounterOp::Hit {
+            key,
+            window,
+            limit: u64::MAX,
+        };
+        match self.batch(&[op]).await[..] {
+            [CounterAnswer::Hit { count, .. }] => count,
+            _ => 0,
+        }
+    }
     /// Runs `ops` in order and answers each, in order. Stores that talk to a
     /// server do the whole batch in one round trip.
-    async fn batch(&self, ops: &[CounterOp<'_>]) -> Vec<CounterAnswer> {
-        let mut answers = Vec::with_capacity(ops.len());
-        for op in ops {
-            answers.push(match *op {
-                CounterOp::Hit { key, window, .. } => {
-                    let (count, left) = self.hit(key, window).await;
-                    CounterAnswer::Hit {
-                        count,
-                        left: Some(left),
-                    }
-                }
-                CounterOp::Exists { key } => CounterAnswer::Exists(self.exists(key).await),
-            });
-        }
-        answers
-    }
+    async fn batch(&self, ops: &[CounterOp<'_>]) -> Vec<CounterAnswer>;
     /// The count and remaining window of `key`, if a window runs.
     async fn get(&self, key: &str) -> Option<(u64, Duration)>;
     /// True while a window of `key` runs (one round trip where `get` needs two).
@@ -50,7 +46,7 @@ pub enum CounterOp<'a> {
         window: Duration,
         /// The caller's limit: only a count past it needs to know how long
         /// the window still runs, and a store that pays a command for that
-        /// (Redis) asks only then. `0` always asks.
+        /// (Redis) asks only then.
         limit: u64,
     },
     /// [`CounterStore::exists`].
@@ -91,11 +87,9 @@ impl MemoryCounters {
         }
         f(&mut windows)
     }
-}
 
-#[async_trait::async_trait]
-impl CounterStore for MemoryCounters {
-    async fn hit(&self, key: &str, window: Duration) -> (u64, Duration) {
+    /// Counts a hit: the count so far and what is left of the window.
+    fn count(&self, key: &str, window: Duration) -> (u64, Duration) {
         let now = Instant::now();
         self.with(|windows| {
             let entry = windows.entry(key.to_owned()).or_insert((0, now + window));
@@ -105,6 +99,26 @@ impl CounterStore for MemoryCounters {
             entry.0 += 1;
             (entry.0, entry.1 - now)
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl CounterStore for MemoryCounters {
+    async fn batch(&self, ops: &[CounterOp<'_>]) -> Vec<CounterAnswer> {
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            answers.push(match *op {
+                CounterOp::Hit { key, window, .. } => {
+                    let (count, left) = self.count(key, window);
+                    CounterAnswer::Hit {
+                        count,
+                        left: Some(left),
+                    }
+                }
+                CounterOp::Exists { key } => CounterAnswer::Exists(self.exists(key).await),
+            });
+        }
+        answers
     }
 
     async fn get(&self, key: &str) -> Option<(u64, Duration)> {
@@ -158,13 +172,6 @@ impl RedisCounters {
 
 #[async_trait::async_trait]
 impl CounterStore for RedisCounters {
-    async fn hit(&self, key: &str, window: Duration) -> (u64, Duration) {
-        match self.batch(&[CounterOp::Hit { key, window, limit: 0 }]).await[..] {
-            [CounterAnswer::Hit { count, left }] => (count, left.unwrap_or(window)),
-            _ => (0, window),
-        }
-    }
-
     async fn batch(&self, ops: &[CounterOp<'_>]) -> Vec<CounterAnswer> {
         use fred::prelude::*;
         use fred::types::ExpireOptions;
@@ -288,16 +295,16 @@ mod tests {
     #[tokio::test]
     async fn windows_count_and_reset() {
         let counters = MemoryCounters::default();
-        assert_eq!(counters.hit("a", Duration::from_secs(60)).await.0, 1);
-        assert_eq!(counters.hit("a", Duration::from_secs(60)).await.0, 2);
+        assert_eq!(counters.hit("a", Duration::from_secs(60)).await, 1);
+        assert_eq!(counters.hit("a", Duration::from_secs(60)).await, 2);
         assert_eq!(counters.get("a").await.map(|(n, _)| n), Some(2));
         counters.reset("a").await;
         assert_eq!(counters.get("a").await, None);
-        let (n, left) = counters.hit("b", Duration::from_millis(20)).await;
-        assert_eq!(n, 1);
-        assert!(left <= Duration::from_millis(20));
+        assert_eq!(counters.hit("b", Duration::from_millis(20)).await, 1);
+        let left = counters.get("b").await.map(|(_, left)| left);
+        assert!(left.is_some_and(|left| left <= Duration::from_millis(20)), "{left:?}");
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(counters.hit("b", Duration::from_millis(20)).await.0, 1, "a new window");
+        assert_eq!(counters.hit("b", Duration::from_millis(20)).await, 1, "a new window");
         assert_eq!(retry_seconds(Duration::from_millis(1500)), 2);
         assert_eq!(retry_seconds(Duration::ZERO), 1);
     }
@@ -369,13 +376,19 @@ mod tests {
             store.batch(&[op]).await,
             vec![CounterAnswer::Hit { count: 1, left: None }]
         );
-        // `hit` (limit 0) always reads it.
-        let (count, left) = store.hit(&fresh, Duration::from_secs(60)).await;
-        assert_eq!(count, 2);
+        // Past it, the window's rest is read.
+        let past = CounterOp::Hit {
+            key: &fresh,
+            window: Duration::from_secs(60),
+            limit: 1,
+        };
+        let answer = store.batch(&[past]).await;
         assert!(
-            left > Duration::from_secs(30) && left <= Duration::from_secs(60),
-            "{left:?}"
+            matches!(answer[..], [CounterAnswer::Hit { count: 2, left: Some(left) }]
+                if left > Duration::from_secs(30) && left <= Duration::from_secs(60)),
+            "{answer:?}"
         );
+        assert_eq!(store.hit(&fresh, Duration::from_secs(60)).await, 3, "hit counts on");
         // Keys live under the namespace only.
         assert_eq!(store.key("x"), format!("{namespace}:limit:x"));
     }

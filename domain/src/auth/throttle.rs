@@ -51,7 +51,7 @@ pub(super) async fn check(counters: &dyn CounterStore, throttles: &[Throttle]) -
 /// Records a failure; past the free failures, locks for a doubling time.
 pub(super) async fn failed(counters: &dyn CounterStore, throttles: &[Throttle]) {
     for throttle in throttles {
-        let (failures, _) = counters.hit(&throttle.failures, FAILURE_WINDOW).await;
+        let failures = counters.hit(&throttle.failures, FAILURE_WINDOW).await;
         if failures >= throttle.free_failures {
             let doublings = (failures - throttle.free_failures).min(20) as u32;
             let wait = Duration::from_secs(1u64 << doublings).min(MAX_WAIT);
