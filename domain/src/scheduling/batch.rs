@@ -136,19 +136,20 @@ impl BookingBatches {
         let mut state = self.lock();
         state.release(slot);
         let mut batch = Vec::new();
-        let mut left = VecDeque::with_capacity(state.waiting.len());
-        while let Some(queued) = state.waiting.pop_front() {
-            let provider = queued.booking.input.provider_id.0;
-            if batch.len() < MAX_BATCH && !state.providers_writing.contains(&provider) {
-                if !slot.providers.contains(&provider) {
-                    slot.providers.push(provider);
-                }
-                batch.push(queued);
-            } else {
-                left.push_back(queued);
+        // Bookings held back stay in place, in order; usually there are none,
+        // and each taken booking is then the front one.
+        let mut next = 0;
+        while batch.len() < MAX_BATCH && next < state.waiting.len() {
+            let provider = state.waiting[next].booking.input.provider_id.0;
+            if state.providers_writing.contains(&provider) {
+                next += 1;
+                continue;
             }
+            if !slot.providers.contains(&provider) {
+                slot.providers.push(provider);
+            }
+            batch.extend(state.waiting.remove(next));
         }
-        state.waiting = left;
         if batch.is_empty() {
             state.writers -= 1;
             slot.done = true;
